@@ -1,0 +1,46 @@
+"""Spiral: a real-time event hub with a breath engine and a live dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+from .config import Config
+from .services import Spiral
+
+__all__ = ["create_app", "Config", "Spiral"]
+
+
+def _asset_dir(name: str) -> str:
+    """templates/ and static/ sit at the repository root in a checkout (and an editable install);
+    a wheel carries them inside the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / name, here / name):
+        if candidate.is_dir():
+            return str(candidate)
+    raise RuntimeError(f"cannot find the {name}/ folder next to {here}")
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then SPIRAL_CONFIG's TOML, then SPIRAL_* variables, then test_config."""
+    config = Config.load(test_config)
+    app = Flask(__name__, template_folder=_asset_dir("templates"), static_folder=_asset_dir("static"))
+    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, JSON_SORT_KEYS=False)
+    spiral = Spiral.build(config)
+    app.extensions["spiral"] = spiral
+    _configure_blueprints(app)
+    if config.start_ticker:
+        spiral.ticker.start()
+    return app
+
+
+def _configure_blueprints(app: Flask) -> None:
+    from .web import api, dashboard, errors, ops, stream
+
+    errors.init_app(app)
+    app.register_blueprint(stream.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(dashboard.bp)

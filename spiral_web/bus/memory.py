@@ -1,0 +1,197 @@
+"""The in-process broadcast hub.
+
+Every event is serialized once, into an `Event` whose frames (SSE bytes, WebSocket text, rendered
+HTML) are built at most once and then shared by every subscriber. The hub keeps the most recent
+events in one ring; a subscriber is only a cursor into it, so publishing costs the same for one
+subscriber as for ten thousand, and a subscriber that lags can take its whole backlog in one write.
+A subscriber that falls further behind than the ring holds is dropped with a reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a subscriber wants: a module glob (e.g. `memory.*`) and/or a set of phases."""
+
+    module: str | None = None
+    phases: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return self.module is None and not self.phases
+
+    def pattern(self) -> re.Pattern[str] | None:
+        return re.compile(fnmatch.translate(self.module)) if self.module else None
+
+
+class Event:
+    """One published event. `data` is its JSON, serialized once by the publisher."""
+
+    __slots__ = ("pos", "kind", "seq", "module", "phase", "data", "_sse", "_ws", "_html")
+
+    def __init__(self, kind: str, data: bytes, seq: int | None = None,
+                 module: str | None = None, phase: str | None = None) -> None:
+        self.pos = 0
+        self.kind = kind
+        self.seq = seq
+        self.module = module
+        self.phase = phase
+        self.data = data
+        self._sse: bytes | None = None
+        self._ws: str | None = None
+        self._html: str | None = None
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = sse_frame(self.kind, self.data, self.seq)
+        return self._sse
+
+    @property
+    def ws(self) -> str:
+        if self._ws is None:
+            head = b'{"event":"' + self.kind.encode() + b'","id":'
+            head += str(self.seq).encode() if self.seq is not None else b"null"
+            self._ws = (head + b',"data":' + self.data + b"}").decode()
+        return self._ws
+
+    def html(self, render: Callable[["Event"], str]) -> str:
+        """The event rendered as an HTML fragment; rendered by the first caller, shared after."""
+        if self._html is None:
+            self._html = render(self)
+        return self._html
+
+    def matches(self, filters: Filters, pattern: re.Pattern[str] | None) -> bool:
+        if self.kind != "glint_emission" or filters.empty:
+            return True
+        if pattern is not None and (self.module is None or not pattern.match(self.module)):
+            return False
+        return not filters.phases or self.phase in filters.phases
+
+
+def sse_frame(kind: str, data: bytes, seq: int | None = None) -> bytes:
+    head = b"id: %d\n" % seq if seq is not None else b""
+    return head + b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class SubscriberDropped(Exception):
+    """The subscriber fell too far behind; `reason` says how far."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Subscription:
+    def __init__(self, hub: "MemoryHub", filters: Filters, cursor: int) -> None:
+        self.hub = hub
+        self.filters = filters
+        self.cursor = cursor
+        self._pattern = filters.pattern()
+        self.closed = False
+
+    def wait(self, timeout: float) -> list[Event]:
+        """Events published since the last call (filtered), waiting up to `timeout` for one."""
+        events = self.hub._take(self, timeout)
+        if self.filters.empty:
+            return events
+        return [e for e in events if e.matches(self.filters, self._pattern)]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub._unsubscribe(self)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MemoryHub:
+    """Broadcast to subscribers in this process. Thread- and greenlet-safe."""
+
+    def __init__(self, capacity: int = 8192) -> None:
+        self.capacity = capacity
+        self._ring: list[Event | None] = [None] * capacity
+        self._head = 0  # position the next event will take
+        self._cond = threading.Condition()
+        self._subs: set[Subscription] = set()
+        self._backlog_cache = (0.0, 0.0)
+        self.dropped_total = 0
+        self.published_total = 0
+
+    # -- publishing ----------------------------------------------------------------------------
+    def publish(self, kind: str, payload: Any = None, *, data: bytes | None = None,
+                seq: int | None = None, module: str | None = None, phase: str | None = None) -> Event:
+        event = Event(kind, data if data is not None else orjson.dumps(payload), seq, module, phase)
+        with self._cond:
+            event.pos = self._head
+            self._ring[self._head % self.capacity] = event
+            self._head += 1
+            self.published_total += 1
+            self._cond.notify_all()
+        return event
+
+    # -- subscribing ---------------------------------------------------------------------------
+    def subscribe(self, filters: Filters | None = None) -> Subscription:
+        with self._cond:
+            sub = Subscription(self, filters or Filters(), self._head)
+            self._subs.add(sub)
+            return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._cond:
+            self._subs.discard(sub)
+            self._cond.notify_all()
+
+    def _take(self, sub: Subscription, timeout: float) -> list[Event]:
+        with self._cond:
+            if sub.cursor == self._head and not sub.closed:
+                self._cond.wait(timeout)
+            head = self._head
+            if sub.cursor < head - self.capacity:
+                behind = head - sub.cursor
+                sub.cursor = head
+                self.dropped_total += 1
+                raise SubscriberDropped(f"fell {behind} events behind (buffer holds {self.capacity})")
+            events = [self._ring[p % self.capacity] for p in range(sub.cursor, head)]
+            sub.cursor = head
+        return events  # type: ignore[return-value]
+
+    @property
+    def listeners(self) -> int:
+        return len(self._subs)
+
+    def backlog(self) -> float:
+        """The share of subscribers more than half a buffer behind (0..1), refreshed once a second.
+
+        A share, not the worst lag: one stalled reader must not make the whole hub look loaded."""
+        now = time.monotonic()
+        at, value = self._backlog_cache
+        if now - at < 1.0:
+            return value
+        with self._cond:
+            half = self.capacity // 2
+            lagging = sum(1 for s in self._subs if self._head - s.cursor > half)
+            value = lagging / len(self._subs) if self._subs else 0.0
+        self._backlog_cache = (now, value)
+        return value
+
+    def close(self) -> None:
+        with self._cond:
+            for sub in list(self._subs):
+                sub.closed = True
+            self._subs.clear()
+            self._cond.notify_all()

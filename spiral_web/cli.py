@@ -1,0 +1,219 @@
+"""The `spiral` command: serve, emit, listen, demo."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Sequence
+
+import orjson
+
+DEFAULT_URL = os.environ.get("SPIRAL_URL", "http://127.0.0.1:5056")
+
+
+SEED_GLINTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("breath.emitter", "inhale", {"intention": "morning_emergence", "saturation": 0.1}),
+    ("memory.scroll", "hold", {"action": "reflection", "depth": "contemplative"}),
+    ("glint.orchestrator", "exhale", {"route": "stream_sync", "targets": "all_listeners"}),
+    ("shrine.system", "return", {"glow": "steady", "resonance": "ceremonial"}),
+    ("whisper.steward", "night_hold", {"whisper": "rest", "caesura": True}),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spiral", description="Spiral: a real-time glint hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the hub and dashboard (gunicorn, gevent worker)")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 5056)")
+    p.add_argument("--data-dir", default=None, help="where the SQLite file lives (default ./spiral-data)")
+    p.add_argument("--config", default=None, help="TOML configuration file")
+    p.add_argument("--workers", type=int, default=1, help="gunicorn workers (more need Redis)")
+    p.add_argument("--open", action="store_true",
+                   help="allow binding a non-loopback address without access tokens")
+    p.add_argument("--log-level", default="info")
+
+    p = sub.add_parser("emit", help="emit one glint")
+    p.add_argument("module")
+    p.add_argument("--phase")
+    p.add_argument("--context", default="{}", help="JSON object")
+    p.add_argument("--id")
+    p.add_argument("--parent-id")
+    p.add_argument("--url", default=DEFAULT_URL)
+
+    p = sub.add_parser("listen", help="print the stream (JSON lines), resuming after drops")
+    p.add_argument("--module")
+    p.add_argument("--phase")
+    p.add_argument("--last-event-id")
+    p.add_argument("--count", type=int, default=0, help="stop after this many glints (0: never)")
+    p.add_argument("--url", default=DEFAULT_URL)
+
+    p = sub.add_parser("demo", help="the seed's glint↔stream synchronization test, against a server")
+    p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument("--timeout", type=float, default=10.0)
+
+    args = parser.parse_args(argv)
+    from .client import SpiralError  # not earlier: `serve` must not import ssl before gevent patches
+
+    try:
+        return {"serve": _serve, "emit": _emit, "listen": _listen, "demo": _demo}[args.command](args)
+    except SpiralError as exc:
+        print(f"spiral: refused: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .server import serve
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
+                                   ("data_dir", args.data_dir), ("config_file", args.config)) if v}
+    try:
+        config = Config.load(overrides)
+    except (ValueError, KeyError) as exc:
+        print(f"spiral: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if not _is_loopback(config.host) and not args.open:
+        print(f"spiral: refusing to listen on {config.host} without access tokens: anyone who can reach "
+              "it could publish. Bind 127.0.0.1, or pass --open to run open on purpose.", file=sys.stderr)
+        return 2
+    print(f"Spiral dashboard on http://{config.host}:{config.port}/ (data in {config.db_path})", flush=True)
+    serve(config.host, config.port, workers=args.workers, overrides=overrides, log_level=args.log_level)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from .client import emit_glint
+
+    try:
+        context = orjson.loads(args.context)
+    except orjson.JSONDecodeError:
+        print("spiral: --context must be a JSON object", file=sys.stderr)
+        return 2
+    answer = emit_glint(args.module, args.phase, context, id=args.id, parent_id=args.parent_id, url=args.url)
+    print(orjson.dumps(answer).decode())
+    return 0
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from .client import listen
+
+    seen = 0
+    for event in listen(args.url, module=args.module, phase=args.phase, last_event_id=args.last_event_id):
+        print(orjson.dumps({"event": event.event, "id": event.id, "data": event.data}).decode(), flush=True)
+        if event.event == "glint_emission":
+            seen += 1
+            if args.count and seen >= args.count:
+                return 0
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The seed's synchronization test, against a running server, with real ids and figures."""
+    from .client import emit_glint, listen
+
+    url = args.url.rstrip("/")
+    print("🫧 Spiral Glint↔Stream Synchronization Test")
+    print(f"Make sure the Spiral server (spiral serve) is running on {url}")
+    print()
+
+    received: queue.Queue[Any] = queue.Queue()
+    connected = threading.Event()
+
+    def monitor() -> None:
+        try:
+            for event in listen(url, reconnect=False, read_timeout=args.timeout + 20):
+                if event.event == "breath":
+                    connected.set()  # the server greets every listener with the breath state
+                elif event.event == "glint_emission":
+                    received.put(event.data)
+        except Exception as exc:  # shown to the user by the main thread
+            received.put(exc)
+        finally:
+            connected.set()
+
+    threading.Thread(target=monitor, name="spiral-demo-monitor", daemon=True).start()
+    if not connected.wait(args.timeout):
+        print(f"❌ Could not connect to {url}/stream", file=sys.stderr)
+        return 1
+
+    print("🧪 Testing Stream Glint Endpoint")
+    print("=" * 50)
+    test_id = f"test-{uuid.uuid4().hex[:6]}"
+    try:
+        answer = emit_glint("glint.orchestrator", None, {"test": "stream_endpoint"}, id=test_id, url=url)
+    except Exception as exc:
+        print(f"❌ Glint failed: {exc}", file=sys.stderr)
+        return 1
+    print("✅ Glint sent successfully")
+    print(f"   Status: {answer['status']}")
+    print(f"   ID: {answer['id']}")
+    print(f"   Listeners: {answer['listeners']}")
+    print()
+    if not _await_glint(received, answer["id"], args.timeout):
+        print("❌ The stream did not deliver the test glint", file=sys.stderr)
+        return 1
+
+    print("🌊 Monitoring Breath Stream for Glint Emissions")
+    print("=" * 50)
+    print("🔄 Testing Glint↔Stream Synchronization")
+    print("=" * 50)
+    for module, phase, context in SEED_GLINTS:
+        print(f"✨ Emitting glint: {module} | {phase}")
+        answer = emit_glint(module, phase, context, id=str(uuid.uuid4()), url=url)
+        print(f"   Glint ID: {answer['id']}")
+        glint = _await_glint(received, answer["id"], args.timeout)
+        if glint is None:
+            print(f"❌ The stream did not deliver glint {answer['id']}", file=sys.stderr)
+            return 1
+        print(f"🔄 Stream received glint: {glint['module']} | {glint['phase']}")
+        print(f"   ID: {glint['id']}")
+        print(f"   Context: {glint['context']}")
+        print()
+
+    import requests
+
+    stats = requests.get(f"{url}/api/stats", timeout=args.timeout).json()
+    print("📊 Glint Statistics:")
+    print(f"   Total glints: {stats['total']}")
+    print(f"   By phase: {stats['by_phase']}")
+    print(f"   By module: {stats['by_module']}")
+    print(f"   Stream sync: {stats['stream_sync']}")
+    return 0
+
+
+def _await_glint(received: "queue.Queue[Any]", gid: str, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            item = received.get(timeout=left)
+        except queue.Empty:
+            return None
+        if isinstance(item, Exception):
+            print(f"❌ Stream error: {item}", file=sys.stderr)
+            return None
+        if item.get("id") == gid:
+            return item
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

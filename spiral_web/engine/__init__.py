@@ -1,0 +1,1 @@
+"""Spiral's domain: breath clock, glints, orchestrator, statistics. Imports no web framework."""

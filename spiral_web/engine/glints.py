@@ -1,0 +1,182 @@
+"""Glints: the validated shape a client sends, and the stamped record the hub keeps."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .breath import Phase
+
+MAX_CONTEXT_BYTES = 8 * 1024
+MAX_CONTEXT_DEPTH = 8
+MAX_CONTEXT_KEYS = 128
+MAX_STRING = 4096
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+MODULE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+# C0 controls except tab, newline and carriage return; DEL; C1 controls; bidi overrides.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+class GlintIn(BaseModel):
+    """A glint as an outside module emits it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    module: str = Field(
+        min_length=1, max_length=100, pattern=MODULE_PATTERN,
+        description="Dotted lowercase source name, e.g. `memory.scroll`.",
+        examples=["breath.emitter"],
+    )
+    phase: Phase | None = Field(
+        default=None, description="One of the five phases; defaults to the current breath phase."
+    )
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Free JSON object: at most {MAX_CONTEXT_BYTES} bytes, depth {MAX_CONTEXT_DEPTH}.",
+        examples=[{"intention": "morning_emergence", "saturation": 0.1}],
+    )
+    id: str | None = Field(
+        default=None, pattern=ID_PATTERN,
+        description="Client-chosen id (idempotency key); generated when absent.",
+    )
+    parent_id: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="The glint this one answers (lineage)."
+    )
+
+    @field_validator("context")
+    @classmethod
+    def _bounded_context(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, depth=1)
+        size = len(orjson.dumps(value))
+        if size > MAX_CONTEXT_BYTES:
+            raise ValueError(f"context is {size} bytes; at most {MAX_CONTEXT_BYTES} are allowed")
+        return value
+
+
+def new_glint_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _check_json(value: Any, depth: int) -> None:
+    if depth > MAX_CONTEXT_DEPTH:
+        raise ValueError(f"context is nested deeper than {MAX_CONTEXT_DEPTH} levels")
+    if isinstance(value, dict):
+        if len(value) > MAX_CONTEXT_KEYS:
+            raise ValueError(f"context object has {len(value)} keys; at most {MAX_CONTEXT_KEYS}")
+        for key, item in value.items():
+            _check_text(key)
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        if len(value) > MAX_CONTEXT_KEYS:
+            raise ValueError(f"context array has {len(value)} items; at most {MAX_CONTEXT_KEYS}")
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, str):
+        _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    if len(text) > MAX_STRING:
+        raise ValueError(f"context string longer than {MAX_STRING} characters")
+    if _CONTROL.search(text):
+        raise ValueError("context contains control characters")
+
+
+class GlintError(Exception):
+    """A glint was refused; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.details = details or []
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.error, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+def parse_glint(body: bytes) -> GlintIn:
+    """Validate a raw JSON body; raise GlintError (400 bad JSON, 422 bad shape)."""
+    try:
+        return GlintIn.model_validate_json(body)
+    except ValidationError as exc:
+        return _raise_from(exc)
+
+
+def validate_glint(data: Any) -> GlintIn:
+    """Validate an already-decoded object (WebSocket frame, Python API)."""
+    if not isinstance(data, dict):
+        raise GlintError(422, "invalid_glint", "a glint must be a JSON object")
+    try:
+        return GlintIn.model_validate(data)
+    except ValidationError as exc:
+        return _raise_from(exc)
+
+
+def _raise_from(exc: ValidationError) -> GlintIn:
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        raise GlintError(400, "invalid_json", "the body is not valid JSON") from None
+    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
+        raise GlintError(422, "invalid_glint", "a glint must be a JSON object") from None
+    details = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]} for e in errors
+    ]
+    first = details[0]
+    raise GlintError(422, "invalid_glint", f"{first['field']}: {first['problem']}", details) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Glint:
+    """A stamped, stored glint. `json` is its one serialization, shared by store, API and stream."""
+
+    seq: int
+    id: str
+    module: str
+    phase: str
+    context: dict[str, Any]
+    parent_id: str | None
+    received_at: str
+    breath: dict[str, Any]
+    source: str
+    json: bytes
+
+    @classmethod
+    def build(
+        cls, seq: int, gid: str, data: GlintIn, phase: str, received_at: str,
+        breath: dict[str, Any], source: str,
+    ) -> "Glint":
+        record = {
+            "id": gid,
+            "seq": seq,
+            "module": data.module,
+            "phase": phase,
+            "context": data.context,
+            "parent_id": data.parent_id,
+            "received_at": received_at,
+            "breath": breath,
+            "source": source,
+        }
+        return cls(seq, gid, data.module, phase, data.context, data.parent_id, received_at, breath,
+                   source, orjson.dumps(record))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "Glint":
+        d = orjson.loads(raw)
+        raw_bytes = raw.encode() if isinstance(raw, str) else raw
+        return cls(d["seq"], d["id"], d["module"], d["phase"], d["context"], d.get("parent_id"),
+                   d["received_at"], d["breath"], d.get("source", ""), raw_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return orjson.loads(self.json)
+

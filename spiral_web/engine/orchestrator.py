@@ -1,0 +1,150 @@
+"""The glint orchestrator: the one path every glint takes, from any entry point.
+
+validate (by the caller, via GlintIn) → stamp with the breath → store (committed) → count → publish.
+Writes are group-committed: concurrent callers queue, one of them commits the whole queue in one
+transaction and publishes it in seq order, then every caller gets its own answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import logging
+
+import orjson
+
+from .breath import BreathEngine, BreathState, iso
+from .glints import Glint, GlintError, GlintIn, new_glint_id
+from .ports import StoreItem
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class EmitResult:
+    glint: Glint
+    duplicate: bool
+    listeners: int
+
+    def answer(self) -> dict[str, Any]:
+        return {
+            "status": "glint_duplicate" if self.duplicate else "glint_broadcast",
+            "id": self.glint.id,
+            "seq": self.glint.seq,
+            "listeners": self.listeners,
+        }
+
+
+class _Pending:
+    __slots__ = ("item", "result", "done")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.result: Any = None
+        self.done = False
+
+
+class Orchestrator:
+    def __init__(self, store, hub, breath: BreathEngine, stats: Stats) -> None:
+        self.store = store
+        self.hub = hub
+        self.breath = breath
+        self.stats = stats
+        self._queue: deque[_Pending] = deque()
+        self._commit_lock = threading.Lock()
+        self.stream_sync = True
+        self.last_published_seq = store.seq_bounds()[1]
+
+    def emit(self, data: GlintIn, source: str = "local") -> EmitResult:
+        """Store and broadcast one glint; raises GlintError when it cannot be accepted."""
+        state = self.breath.state()
+        now = state.now
+        pending = _Pending(StoreItem(
+            gid=data.id or new_glint_id(), data=data, phase=data.phase or state.phase,
+            received_at=iso(now), received_ts=now, breath=state.stamp(), source=source,
+        ))
+        self._queue.append(pending)
+        with self._commit_lock:
+            if not pending.done:
+                time.sleep(0)  # let callers that are already running join this batch
+                self._commit()
+        result = pending.result
+        if isinstance(result, Exception):
+            raise result
+        if result.error:
+            self.breath.record_rejection(source)
+            raise GlintError(422, "invalid_glint", result.error,
+                             [{"field": "parent_id", "problem": result.error}])
+        if not result.duplicate:
+            self.breath.record_ingest(source)
+        return EmitResult(result.glint, result.duplicate, self.hub.listeners)
+
+    def _commit(self) -> None:
+        batch: list[_Pending] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        try:
+            results = self.store.append_batch([p.item for p in batch])
+        except Exception as exc:  # the store failed: nobody in the batch is acknowledged
+            self.stream_sync = False
+            for p in batch:
+                p.result, p.done = exc, True
+            return
+        for p, r in zip(batch, results):
+            if r.glint is not None and not r.duplicate:
+                g = r.glint
+                self.stats.count(g.module, g.phase)
+                self.hub.publish("glint_emission", data=g.json, seq=g.seq, module=g.module, phase=g.phase)
+                self.last_published_seq = g.seq
+            p.result, p.done = r, True
+        self.stream_sync = True
+
+    def publish_breath(self, state: BreathState | None = None, force: bool = False) -> BreathState:
+        """Publish a `breath` event when the state changed in a way listeners care about."""
+        state = state or self.breath.state()
+        if self.breath.changed(state) or force:
+            self.hub.publish("breath", data=orjson.dumps(state.to_dict()))
+        return state
+
+    def statistics(self) -> dict[str, Any]:
+        snap = self.stats.snapshot()
+        snap.update(
+            stream_sync=self.stream_sync,
+            listeners=self.hub.listeners,
+            last_seq=self.last_published_seq,
+            rates={
+                "per_second_10s": round(self.breath.ingest_rate(10), 3),
+                "per_second_60s": round(self.breath.ingest_rate(60), 3),
+            },
+        )
+        return snap
+
+
+class BreathTicker:
+    """Publishes breath changes on time, from a background thread (a greenlet under gevent)."""
+
+    def __init__(self, orchestrator: Orchestrator, interval: float = 0.25) -> None:
+        self.orchestrator = orchestrator
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spiral-breath", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.orchestrator.publish_breath()
+            except Exception:  # a bad tick must not stop the breath
+                log.exception("breath tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()

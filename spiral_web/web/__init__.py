@@ -1,0 +1,1 @@
+"""HTTP blueprints: dashboard, stream (SSE), api, ops (health, metrics)."""

@@ -1,0 +1,43 @@
+"""Every refusal is a JSON body with `error` and `message`; never an HTML page or a bare 500."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+
+from ..engine.glints import GlintError
+from .common import error, source, spiral
+
+log = logging.getLogger(__name__)
+
+_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+          415: "unsupported_media_type", 429: "too_many_requests"}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(GlintError)
+    def _glint_error(exc: GlintError):
+        _count_rejection(exc.status)
+        return error(exc.status, exc.error, exc.message, **({"details": exc.details} if exc.details else {}))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        _count_rejection(status)
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"the body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return error(status, _CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error(500, "internal_error", "the server failed to handle this request; it was logged")
+
+
+def _count_rejection(status: int) -> None:
+    """Rejected writes feed the climate: many from one source make it suspicious."""
+    if request.method == "POST" and 400 <= status < 500 and status != 404:
+        spiral().breath.record_rejection(source())

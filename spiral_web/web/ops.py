@@ -1,0 +1,87 @@
+"""Operations: /healthz, /readyz, /metrics, and the test-only clock control."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..engine.breath import CLIMATES, PHASES
+from ..engine.clock import FakeClock
+from ..engine.glints import GlintError
+from ..services import Spiral
+from .common import json_response, spiral
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = {"store": spiral().store.ping()}
+    ok = all(checks.values())
+    return json_response({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+
+
+@bp.record_once
+def _register_metrics(state) -> None:
+    registry = CollectorRegistry()
+    registry.register(SpiralCollector(state.app.extensions["spiral"]))
+    state.app.extensions["spiral.metrics"] = registry
+
+
+@bp.get("/metrics")
+def metrics():
+    registry = current_app.extensions["spiral.metrics"]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+class SpiralCollector:
+    """Reads the hub's own counters at scrape time; nothing is counted twice."""
+
+    def __init__(self, hub: Spiral) -> None:
+        self.hub = hub
+
+    def collect(self):
+        snap = self.hub.orchestrator.stats.snapshot()
+        glints = CounterMetricFamily("spiral_glints", "Glints stored, by phase", labels=["phase"])
+        for phase in PHASES:
+            glints.add_metric([phase], snap["by_phase"].get(phase, 0))
+        yield glints
+        yield GaugeMetricFamily("spiral_listeners", "Subscribers connected to this process",
+                                value=self.hub.hub.listeners)
+        yield CounterMetricFamily("spiral_events_published", "Events published to the hub",
+                                  value=self.hub.hub.published_total)
+        yield CounterMetricFamily("spiral_subscribers_dropped", "Subscribers dropped for lagging",
+                                  value=self.hub.hub.dropped_total)
+        state = self.hub.breath.state()
+        yield GaugeMetricFamily("spiral_usage", "Usage level 0..1", value=state.usage)
+        climate = GaugeMetricFamily("spiral_climate", "1 for the current climate", labels=["climate"])
+        for c in CLIMATES:
+            climate.add_metric([c], 1.0 if state.climate == c else 0.0)
+        yield climate
+        phase = GaugeMetricFamily("spiral_phase", "1 for the current phase", labels=["phase"])
+        for p in PHASES:
+            phase.add_metric([p], 1.0 if state.phase == p else 0.0)
+        yield phase
+
+
+@bp.post("/_test/clock")
+def move_clock():
+    """Test-only: move the fake clock. Exists only when the server runs with fake_clock on."""
+    hub = spiral()
+    if not hub.config.fake_clock or not isinstance(hub.clock, FakeClock):
+        abort(404)
+    body = request.get_json(silent=True) or {}
+    if "advance" in body:
+        hub.clock.advance(float(body["advance"]))
+    elif "set" in body:
+        hub.clock.set(float(body["set"]))
+    else:
+        raise GlintError(400, "bad_request", "send {\"advance\": seconds} or {\"set\": epoch seconds}")
+    state = hub.orchestrator.publish_breath()
+    return json_response(state.to_dict())

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from spiral_web import create_app
+from spiral_web.engine.clock import FakeClock
+
+from .support import ServerProcess
+
+
+@pytest.fixture
+def app(tmp_path):
+    """An app on a real SQLite file in a temporary folder, with a fake clock and no ticker."""
+    app = create_app({"data_dir": str(tmp_path / "data"), "fake_clock": True, "start_ticker": False})
+    yield app
+    app.extensions["spiral"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def spiral(app):
+    return app.extensions["spiral"]
+
+
+@pytest.fixture
+def clock(spiral) -> FakeClock:
+    assert isinstance(spiral.clock, FakeClock)
+    return spiral.clock
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real `spiral serve` process (gunicorn + gevent) with the test-only clock control on."""
+    proc = ServerProcess(tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1"}).start()
+    yield proc
+    proc.stop()

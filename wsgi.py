@@ -1,0 +1,3 @@
+from spiral_web import create_app
+
+app = create_app()
