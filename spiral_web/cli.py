@@ -60,10 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0)
 
     args = parser.parse_args(argv)
-    from .client import SpiralError  # not earlier: `serve` must not import ssl before gevent patches
+    if args.command == "serve":  # before anything imports ssl: gevent patches it in the worker
+        return _serve(args)
+    from .client import SpiralError
 
     try:
-        return {"serve": _serve, "emit": _emit, "listen": _listen, "demo": _demo}[args.command](args)
+        return {"emit": _emit, "listen": _listen, "demo": _demo}[args.command](args)
     except SpiralError as exc:
         print(f"spiral: refused: {exc}", file=sys.stderr)
         return 1

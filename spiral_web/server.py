@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -26,6 +27,31 @@ class SpiralServer(BaseApplication):
         return create_app(self.overrides)
 
 
+def post_worker_init(worker) -> None:
+    """Make SIGTERM close open streams at once (each is told to reconnect) instead of holding the
+    worker until the graceful timeout; clients resume elsewhere with Last-Event-ID."""
+    app = worker.wsgi
+    spiral = getattr(app, "extensions", {}).get("spiral")
+    if spiral is None:
+        return
+    original = worker.handle_exit
+
+    def handle_exit(sig, frame) -> None:
+        original(sig, frame)
+        # Not inside the signal handler (it runs as an event-loop callback): the hub takes a lock.
+        if "gevent" in type(worker).__module__:
+            import gevent
+
+            gevent.spawn(spiral.shutdown)
+        else:
+            threading.Thread(target=spiral.shutdown, name="spiral-shutdown", daemon=True).start()
+
+    worker.handle_exit = handle_exit
+    import signal
+
+    signal.signal(signal.SIGTERM, handle_exit)
+
+
 def serve(host: str, port: int, workers: int = 1, overrides: dict[str, Any] | None = None,
           log_level: str = "info") -> None:
     options = {
@@ -35,8 +61,9 @@ def serve(host: str, port: int, workers: int = 1, overrides: dict[str, Any] | No
         "worker_connections": 20000,
         "timeout": 30,
         "graceful_timeout": 10,
-        "keepalive": 75,
+        "keepalive": 2,
         "loglevel": log_level,
         "accesslog": None,
+        "post_worker_init": post_worker_init,
     }
     SpiralServer(options, overrides).run()

@@ -35,6 +35,11 @@ class Spiral:
         orchestrator = Orchestrator(store, hub, breath, stats)
         return cls(config, clock, store, hub, breath, orchestrator, BreathTicker(orchestrator))
 
+    def shutdown(self) -> None:
+        """Stop the breath and close every subscription (streams end with a `closing` event)."""
+        self.ticker.stop()
+        self.hub.close()
+
     def close(self) -> None:
         self.ticker.stop()
         self.hub.close()

@@ -31,10 +31,11 @@ class ServerProcess:
         self.workers = workers
         self.log_path = log_path or self.data_dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log = None
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "spiral_web.cli", "serve", "--port", str(self.port),
              "--data-dir", str(self.data_dir), "--workers", str(self.workers), "--log-level", "warning"],
@@ -58,6 +59,7 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self._close_log()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -66,3 +68,9 @@ class ServerProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -53,7 +54,10 @@ class GlintIn(BaseModel):
     @classmethod
     def _bounded_context(cls, value: dict[str, Any]) -> dict[str, Any]:
         _check_json(value, depth=1)
-        size = len(orjson.dumps(value))
+        try:
+            size = len(orjson.dumps(value))
+        except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits: a 422, not a 500
+            raise ValueError(f"context cannot be stored as JSON: {exc}") from None
         if size > MAX_CONTEXT_BYTES:
             raise ValueError(f"context is {size} bytes; at most {MAX_CONTEXT_BYTES} are allowed")
         return value
@@ -64,7 +68,8 @@ def new_glint_id() -> str:
 
 
 def _check_json(value: Any, depth: int) -> None:
-    if depth > MAX_CONTEXT_DEPTH:
+    # depth counts objects and arrays; a scalar inside the deepest allowed one is fine
+    if depth > MAX_CONTEXT_DEPTH and isinstance(value, (dict, list)):
         raise ValueError(f"context is nested deeper than {MAX_CONTEXT_DEPTH} levels")
     if isinstance(value, dict):
         if len(value) > MAX_CONTEXT_KEYS:
@@ -79,6 +84,9 @@ def _check_json(value: Any, depth: int) -> None:
             _check_json(item, depth + 1)
     elif isinstance(value, str):
         _check_text(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        # NaN/Infinity are not JSON; orjson would silently store them as null
+        raise ValueError("context numbers must be finite (no NaN or Infinity)")
 
 
 def _check_text(text: str) -> None:

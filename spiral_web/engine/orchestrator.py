@@ -76,8 +76,7 @@ class Orchestrator:
         result = pending.result
         if isinstance(result, Exception):
             raise result
-        if result.error:
-            self.breath.record_rejection(source)
+        if result.error:  # the entry point counts the refusal for the climate, as for any 4xx
             raise GlintError(422, "invalid_glint", result.error,
                              [{"field": "parent_id", "problem": result.error}])
         if not result.duplicate:

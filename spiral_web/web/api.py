@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -95,9 +96,13 @@ def _time(args, name: str) -> float | None:
     if raw in (None, ""):
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise GlintError(400, "invalid_query", f"{name} must be a finite number of epoch seconds")
+        return value
     try:
         when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:

@@ -87,7 +87,9 @@ def stream():
         _render(app, "dashboard/_breath.html", breath=hub.breath.state().to_dict(), oob=True))
     body = sse_events(sub, hub.store, resume, filters, frame=frame, greeting=greeting,
                       heartbeat=hub.config.heartbeat_seconds, replay_limit=hub.config.replay_limit)
-    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    response.call_on_close(sub.close)  # also when the body never runs (HEAD, early disconnect)
+    return response
 
 
 def _render(app, template: str, **context: Any) -> str:

@@ -37,7 +37,7 @@ def _register_metrics(state) -> None:
 @bp.get("/metrics")
 def metrics():
     registry = current_app.extensions["spiral.metrics"]
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class SpiralCollector:

@@ -39,7 +39,9 @@ def stream():
         greeting=b"retry: %d\n\n" % hub.config.retry_ms + sse_frame("breath", orjson.dumps(breath)),
         heartbeat=hub.config.heartbeat_seconds, replay_limit=hub.config.replay_limit,
     )
-    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    response.call_on_close(sub.close)  # also when the body never runs (HEAD, early disconnect)
+    return response
 
 
 def sse_events(
@@ -68,10 +70,7 @@ def sse_events(
             except SubscriberDropped as dropped:
                 yield sse_frame("dropped", orjson.dumps({"reason": dropped.reason, "last_id": last}))
                 return
-            if sub.closed:
-                yield sse_frame("closing", b'{"reason":"server shutting down; reconnect to resume"}')
-                return
-            if not events:
+            if not events and not sub.closed:
                 yield b": heartbeat\n\n"
                 continue
             chunks = []
@@ -81,8 +80,12 @@ def sse_events(
                         continue
                     last = event.seq
                 chunks.append(frame(event))
+            if sub.closed:
+                chunks.append(sse_frame("closing", b'{"reason":"server shutting down; reconnect to resume"}'))
             if chunks:
                 yield b"".join(chunks)
+            if sub.closed:
+                return
     finally:
         sub.close()
 

@@ -1,0 +1,34 @@
+# Spiral: `make run` starts the dashboard on http://127.0.0.1:5056, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test test-fast bench vendor lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/spiral serve
+
+test: $(VENV)/.installed-test
+	scripts/vendor.sh --check
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/unit tests/integration
+
+vendor:
+	scripts/vendor.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info test-artifacts .pytest_cache
