@@ -1,5 +1,6 @@
 """Fan-out of events to subscribers: in-process by default, Redis across workers and hosts."""
 
-from .memory import Event, Filters, MemoryHub, Subscription, SubscriberDropped
+from ..engine.events import Event, Filters, sse_frame
+from .memory import MemoryHub, Subscription, SubscriberDropped
 
-__all__ = ["Event", "Filters", "MemoryHub", "Subscription", "SubscriberDropped"]
+__all__ = ["Event", "Filters", "MemoryHub", "Subscription", "SubscriberDropped", "sse_frame"]

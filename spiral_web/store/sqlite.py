@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..engine.events import Event
 from ..engine.glints import Glint
 from ..engine.ports import StoreItem, StoreResult
 
@@ -158,6 +159,11 @@ class SQLiteStore:
         sql = f"SELECT body FROM glints WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
         args.append(limit)
         return [Glint.from_json(r[0]) for r in self._read(sql, args)]
+
+    def replay_after(self, seq: int, module: str | None, phase: str | None, limit: int) -> list[Event]:
+        """Replayable events stored after `seq`, oldest first, as listeners receive them."""
+        return [Event("glint_emission", g.json, g.seq, g.module, g.phase)
+                for g in self.after(seq, module=module, phase=phase, limit=limit)]
 
     def seq_bounds(self) -> tuple[int, int]:
         """(smallest, largest) stored seq; (0, 0) when empty."""

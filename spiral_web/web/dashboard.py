@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
-from ..bus import Event
-from ..bus.memory import sse_frame
 from ..engine.breath import PHASES
+from ..engine.events import Event
+from ..engine.feed import listener_feed
 from ..engine.glints import GlintError, Glint, validate_glint
 from .common import last_event_id, source, spiral, stream_filters
 from .stream import SSE_HEADERS, sse_events
@@ -22,6 +22,7 @@ from .stream import SSE_HEADERS, sse_events
 bp = Blueprint("dashboard", __name__)
 
 RECENT = 50
+_RENDERED = {"glint_emission", "breath"}
 
 
 def _page_context() -> dict[str, Any]:
@@ -81,12 +82,15 @@ def stream():
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def frame(event: Event) -> bytes:
-        return event.html(lambda e: _render_event(app, e)).encode()
+        if event.kind in _RENDERED:
+            return event.html(lambda e: _render_event(app, e)).encode()
+        return event.sse  # control notices (closing, dropped, replay_gap) stay named events
 
     greeting = b"retry: %d\n\n" % hub.config.retry_ms + _html_frame(
         _render(app, "dashboard/_breath.html", breath=hub.breath.state().to_dict(), oob=True))
-    body = sse_events(sub, hub.store, resume, filters, frame=frame, greeting=greeting,
-                      heartbeat=hub.config.heartbeat_seconds, replay_limit=hub.config.replay_limit)
+    feed = listener_feed(sub, hub.store, resume, filters, hub.config.heartbeat_seconds,
+                         hub.config.replay_limit)
+    body = sse_events(feed, frame=frame, greeting=greeting)
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
     response.call_on_close(sub.close)  # also when the body never runs (HEAD, early disconnect)
     return response
@@ -117,8 +121,6 @@ def _html_frame(html: str, seq: int | None = None) -> bytes:
     lines = html.strip().replace("\r", "").split("\n")
     return head + b"".join(b"data: " + line.encode() + b"\n" for line in lines) + b"\n"
 
-
-__all__ = ["bp", "sse_frame"]
 
 
 @bp.app_template_filter("pretty_json")

@@ -48,6 +48,8 @@
   }
 
   document.addEventListener("htmx:sse:after:connection", () => setConnection("live", "live"));
+  // The server greets every connection with the breath state, so a message also proves we are live.
+  document.addEventListener("htmx:sse:after:message", () => setConnection("live", "live"));
   document.addEventListener("htmx:sse:error", () => setConnection("reconnecting", "reconnecting…"));
   document.addEventListener("htmx:sse:close", () => setConnection("reconnecting", "disconnected"));
   document.addEventListener("htmx:after:swap", () => { syncBreath(); trimTimeline(); });
