@@ -34,6 +34,7 @@ class Config:
     quiet_hours: str | None = None  # e.g. "22:00-06:00"
     quiet_tz: str = "UTC"
     capacity: float = 500.0  # glints per second that count as full usage
+    admin_token: str | None = None  # when set, admin actions need `Authorization: Bearer <token>`
     extra: dict[str, Any] = field(default_factory=dict)  # TOML tables later features read
 
     @property
