@@ -27,6 +27,11 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit tests/integration
 
+# Every load scenario against a real server (see BENCHMARKS.md); about 3 minutes on a quiet machine.
+# BENCH_ARGS="fanout --profile /tmp/prof" runs one scenario, py-spy profiling the worker.
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench --wait-quiet 60 $(BENCH_ARGS)
+
 vendor:
 	scripts/vendor.sh
 

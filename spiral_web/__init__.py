@@ -42,5 +42,14 @@ def _configure_blueprints(app: Flask) -> None:
     errors.init_app(app)
     app.register_blueprint(stream.bp)
     app.register_blueprint(api.bp)
+    from .web import rituals
+
+    app.register_blueprint(rituals.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(dashboard.bp)
+    from .web import admin
+
+    app.register_blueprint(admin.bp)
+    from .web import ws
+
+    ws.init_app(app)

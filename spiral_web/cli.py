@@ -1,4 +1,4 @@
-"""The `spiral` command: serve, emit, listen, demo."""
+"""The `spiral` command: serve, emit, listen, demo, agent."""
 
 from __future__ import annotations
 
@@ -59,13 +59,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--url", default=DEFAULT_URL)
     p.add_argument("--timeout", type=float, default=10.0)
 
+    p = sub.add_parser("agent", help="run an agent (a spiral_web.client.Agent subclass)")
+    p.add_argument("target", metavar="module:Class",
+                   help="e.g. examples.memory_keeper:MemoryKeeper")
+    p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
+                   help="bearer token for emitting (default $SPIRAL_TOKEN)")
+    p.add_argument("--last-event-id", help="resume the stream after this id")
+    p.add_argument("--log-level", default="info")
+
     args = parser.parse_args(argv)
     if args.command == "serve":  # before anything imports ssl: gevent patches it in the worker
         return _serve(args)
     from .client import SpiralError
 
     try:
-        return {"emit": _emit, "listen": _listen, "demo": _demo}[args.command](args)
+        commands = {"emit": _emit, "listen": _listen, "demo": _demo, "agent": _agent}
+        return commands[args.command](args)
     except SpiralError as exc:
         print(f"spiral: refused: {exc}", file=sys.stderr)
         return 1
@@ -125,6 +135,45 @@ def _listen(args: argparse.Namespace) -> int:
             seen += 1
             if args.count and seen >= args.count:
                 return 0
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    """Import `module:Class`, check it is an Agent, and run it until SIGINT or SIGTERM."""
+    import importlib
+    import logging
+    import signal
+
+    from .client import Agent
+    from .engine.rules import RuleError
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module_name, _, class_name = args.target.partition(":")
+    if not module_name or not class_name:
+        print("spiral: name the agent as module:Class, e.g. examples.memory_keeper:MemoryKeeper",
+              file=sys.stderr)
+        return 2
+    if os.getcwd() not in sys.path:  # so that `examples.x` imports from a checkout
+        sys.path.insert(0, os.getcwd())
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        print(f"spiral: cannot import {args.target}: {exc}", file=sys.stderr)
+        return 2
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        print(f"spiral: {args.target} is not a subclass of spiral_web.client.Agent",
+              file=sys.stderr)
+        return 2
+    try:
+        agent = cls(args.url, token=args.token, last_event_id=args.last_event_id)
+    except (ValueError, RuleError) as exc:
+        print(f"spiral: {args.target} is not a valid agent: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    print(f"{cls.__name__} ({agent.module}) listening to {args.url}, acting in "
+          f"{', '.join(sorted(agent.phases))}", file=sys.stderr, flush=True)
+    agent.run()  # Ctrl-C ends it through main()'s KeyboardInterrupt (exit status 130)
     return 0
 
 

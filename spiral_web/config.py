@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .engine.breath import BreathConfig, QuietHours
+from .engine.rituals import RitualSpec, load_rituals
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Config:
     def db_path(self) -> Path:
         return Path(self.data_dir) / "spiral.sqlite3"
 
+    def rituals(self) -> list[RitualSpec]:
+        """The built-in rituals and the file's [rituals.<name>] tables, checked and compiled."""
+        return load_rituals(self.extra.get("rituals"), self.config_file or "configuration")
+
     def breath(self) -> BreathConfig:
         return BreathConfig(
             durations={
@@ -69,6 +74,7 @@ class Config:
                 raise KeyError(f"unknown setting {name!r}")
             setattr(cfg, name, value)
         cfg.breath()  # validate now: a bad breath setting stops start-up with a clear message
+        cfg.rituals()  # likewise a bad ritual (RitualConfigError names file, ritual and problem)
         return cfg
 
     def _apply_toml(self, path: Path) -> None:

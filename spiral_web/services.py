@@ -10,6 +10,7 @@ from .config import Config
 from .engine.breath import BreathEngine
 from .engine.clock import Clock, FakeClock, SystemClock
 from .engine.orchestrator import BreathTicker, Orchestrator
+from .engine.rituals import RitualEngine
 from .engine.stats import Stats
 from .store import SQLiteStore
 
@@ -23,6 +24,7 @@ class Spiral:
     breath: BreathEngine
     orchestrator: Orchestrator
     ticker: BreathTicker
+    rituals: RitualEngine
 
     @classmethod
     def build(cls, config: Config, clock: Clock | None = None) -> "Spiral":
@@ -33,14 +35,19 @@ class Spiral:
         breath = BreathEngine(config.breath(), clock, backlog=hub.backlog)
         stats = Stats(*store.counts())
         orchestrator = Orchestrator(store, hub, breath, stats)
-        return cls(config, clock, store, hub, breath, orchestrator, BreathTicker(orchestrator))
+        rituals = RitualEngine(config.rituals(), clock=clock, store=store, breath=breath,
+                               orchestrator=orchestrator)
+        orchestrator.rituals = rituals
+        return cls(config, clock, store, hub, breath, orchestrator, BreathTicker(orchestrator), rituals)
 
     def shutdown(self) -> None:
         """Stop the breath and close every subscription (streams end with a `closing` event)."""
         self.ticker.stop()
+        self.rituals.close()
         self.hub.close()
 
     def close(self) -> None:
         self.ticker.stop()
+        self.rituals.close()
         self.hub.close()
         self.store.close()

@@ -44,11 +44,12 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._close_log()  # or the ResourceWarning fails some later, unrelated test
                 raise RuntimeError(f"server exited early; see {self.log_path}:\n{self.log_path.read_text()}")
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow under load
                 pass
             time.sleep(0.05)
         self.stop()

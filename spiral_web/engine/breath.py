@@ -6,6 +6,7 @@ configuration and the overrides computes the same phase without talking to the o
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
@@ -195,6 +196,30 @@ class ClimateTracker:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """Something the hub wants people to see until `until` (e.g. sources the watcher blocked)."""
+
+    kind: str
+    sources: tuple[str, ...]
+    since: float
+    until: float
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "sources": list(self.sources), "since": iso(self.since),
+                "until": iso(self.until), "message": self.message}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why input from a source is refused right now, and when to try again (whole seconds)."""
+
+    kind: Literal["throttled", "source_blocked"]
+    retry_after: int
+    message: str
+
+
+@dataclass(frozen=True)
 class BreathState:
     phase: Phase
     phase_started_at: float
@@ -204,6 +229,9 @@ class BreathState:
     climate_reason: str
     usage: float
     now: float
+    throttled: bool = False  # the throttle ritual paused input; lifts below its release level
+    caesura: bool = False  # the caesura ritual declared the soft shutdown for this night_hold
+    alerts: tuple[Alert, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -215,6 +243,9 @@ class BreathState:
             "climate_reason": self.climate_reason,
             "usage": self.usage,
             "resting": self.phase == "night_hold",
+            "caesura": self.caesura,
+            "throttled": self.throttled,
+            "alerts": [a.to_dict() for a in self.alerts],
             "server_time": iso(self.now),
         }
 
@@ -249,6 +280,12 @@ class BreathEngine:
         self._phase_override: Override | None = None
         self._climate_override: Override | None = None
         self._last_published: tuple[object, ...] | None = None
+        # Protective state that rituals switch on (the throttle, the watcher, caesura); the breath
+        # reports it and the orchestrator enforces it through `refusal()`.
+        self._throttle_release: float | None = None  # set while throttled: the level that lifts it
+        self._blocked: dict[str, float] = {}  # source → blocked until
+        self._alerts: list[Alert] = []
+        self._caesura_until = 0.0
 
     # -- signals -------------------------------------------------------------------------------
     def record_ingest(self, source: str, n: int = 1) -> None:
@@ -277,6 +314,83 @@ class BreathEngine:
         with self._lock:
             self._climate_override = None if climate is None else Override(climate, now, now + seconds)
 
+    # -- protection (switched on by rituals) ---------------------------------------------------
+    def begin_throttle(self, release: float) -> bool:
+        """Pause input until usage falls below `release`; True when this starts a new episode."""
+        with self._lock:
+            started = self._throttle_release is None
+            self._throttle_release = release
+            return started
+
+    def block(self, sources: list[str], seconds: float, message: str, kind: str = "suspicion") -> tuple[list[str], Alert | None]:
+        """Refuse input from `sources` for `seconds` and raise an alert naming them.
+
+        Answers the sources that were not blocked already, and the new alert (None when there
+        was nothing new to say)."""
+        now = self.clock.now()
+        until = now + seconds
+        with self._lock:
+            self._prune(now)
+            fresh = [s for s in sources if self._blocked.get(s, 0.0) <= now]
+            if not fresh and (sources or any(a.kind == kind for a in self._alerts)):
+                return [], None
+            for s in fresh:
+                self._blocked[s] = until
+            alert = Alert(kind, tuple(fresh), now, until, message)
+            self._alerts.append(alert)
+            del self._alerts[:-self.MAX_ALERTS]
+            return fresh, alert
+
+    def declare_caesura(self, until: float) -> bool:
+        """Mark the soft shutdown until `until` (the end of this night_hold); True when new."""
+        now = self.clock.now()
+        with self._lock:
+            fresh = self._caesura_until <= now
+            self._caesura_until = max(self._caesura_until, until)
+            return fresh
+
+    def refusal(self, source: str) -> Refusal | None:
+        """Why input from `source` must be refused now, or None. Cheap when nothing is on."""
+        now = self.clock.now()
+        with self._lock:
+            until = self._blocked.get(source)
+            if until is not None:
+                if until > now:
+                    return Refusal("source_blocked", max(1, math.ceil(until - now)),
+                                   f"input from {source} is blocked until {iso(until)}: too many "
+                                   "rejected requests made the climate suspicious")
+                del self._blocked[source]
+            if self._throttle_release is None:
+                return None
+        state = self.state()  # lifts the throttle when usage has fallen far enough
+        if not state.throttled:
+            return None
+        with self._lock:
+            release = self._throttle_release if self._throttle_release is not None else 0.0
+            wait = self._seconds_until_usage_below(now, release)
+        return Refusal("throttled", wait, f"the hub is saturated (usage {state.usage:.2f}); input "
+                       f"is paused until usage falls below {release}")
+
+    def _seconds_until_usage_below(self, now: float, level: float) -> int:
+        """Whole seconds until the ingest rate alone drops below `level` (the window slides)."""
+        window = self.config.usage_window
+        counts = self._ingest.series(now, window)
+        allowed = level * self.config.capacity * window
+        remaining = sum(counts)
+        for k, n in enumerate(counts):
+            if remaining < allowed:
+                return max(1, k)
+            remaining -= n
+        return max(1, window)
+
+    def _prune(self, now: float) -> None:
+        self._alerts = [a for a in self._alerts if a.until > now]
+        if len(self._blocked) >= self.MAX_BLOCKED:
+            self._blocked = {s: u for s, u in self._blocked.items() if u > now}
+
+    MAX_ALERTS = 20
+    MAX_BLOCKED = 10_000
+
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> BreathState:
         now = self.clock.now()
@@ -288,7 +402,15 @@ class BreathEngine:
             if co is not None and co.active(now):
                 climate, reason = co.value, "override"  # type: ignore[assignment]
             rate = self._ingest.rate(now, self.config.usage_window)
-        usage = max(rate / self.config.capacity, self._backlog())
+        usage = round(min(1.0, max(rate / self.config.capacity, self._backlog())), 3)
+        with self._lock:
+            if self._throttle_release is not None and usage < self._throttle_release:
+                self._throttle_release = None  # hysteresis: lifted only below the release level
+            throttled = self._throttle_release is not None
+            if any(a.until <= now for a in self._alerts):
+                self._alerts = [a for a in self._alerts if a.until > now]
+            alerts = tuple(self._alerts)
+            caesura = span.phase == "night_hold" and self._caesura_until > now
         return BreathState(
             phase=span.phase,
             phase_started_at=span.started_at,
@@ -296,8 +418,11 @@ class BreathEngine:
             phase_reason=span.reason,
             climate=climate,
             climate_reason=reason,
-            usage=round(min(1.0, usage), 3),
+            usage=usage,
             now=now,
+            throttled=throttled,
+            caesura=caesura,
+            alerts=alerts,
         )
 
     def suspects(self) -> dict[str, int]:
@@ -318,7 +443,8 @@ class BreathEngine:
     def changed(self, state: BreathState) -> bool:
         """True when `state` differs from the last published one in a way listeners care about:
         a new phase span, a climate change, or usage moving across a tenth."""
-        key = (state.phase, state.phase_started_at, state.climate, int(state.usage * 10))
+        key = (state.phase, state.phase_started_at, state.climate, int(state.usage * 10),
+               state.throttled, state.caesura, tuple((a.kind, a.since) for a in state.alerts))
         with self._lock:
             if key == self._last_published:
                 return False

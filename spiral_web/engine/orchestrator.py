@@ -17,12 +17,25 @@ import logging
 
 import orjson
 
-from .breath import BreathEngine, BreathState, iso
+from .breath import BreathEngine, BreathState, Refusal, iso
 from .glints import Glint, GlintError, GlintIn, new_glint_id
 from .ports import StoreItem
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+
+RITUAL_SOURCE = "ritual:"  # glints a ritual emits: never refused, never evaluated by rituals
+
+
+class Refused(GlintError):
+    """Input refused for now (throttle, blocked source): a 429 with a Retry-After."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(429, refusal.kind, refusal.message)
+        self.retry_after = refusal.retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "retry_after": self.retry_after}
 
 
 @dataclass(slots=True)
@@ -59,9 +72,15 @@ class Orchestrator:
         self._commit_lock = threading.Lock()
         self.stream_sync = True
         self.last_published_seq = store.seq_bounds()[1]
+        self.rituals: Any = None  # the RitualEngine, attached once both exist
 
     def emit(self, data: GlintIn, source: str = "local") -> EmitResult:
         """Store and broadcast one glint; raises GlintError when it cannot be accepted."""
+        from_ritual = source.startswith(RITUAL_SOURCE)
+        if not from_ritual:
+            refusal = self.breath.refusal(source)
+            if refusal is not None:
+                raise Refused(refusal)
         state = self.breath.state()
         now = state.now
         pending = _Pending(StoreItem(
@@ -81,7 +100,22 @@ class Orchestrator:
                              [{"field": "parent_id", "problem": result.error}])
         if not result.duplicate:
             self.breath.record_ingest(source)
+            if self.rituals is not None and not from_ritual:
+                try:  # after the commit and outside the lock; never fails the glint
+                    self.rituals.on_glint(result.glint, state)
+                except Exception:
+                    log.exception("ritual evaluation failed for glint %s", result.glint.id)
         return EmitResult(result.glint, result.duplicate, self.hub.listeners)
+
+    def publish_run(self, ritual: str, status: str, at_ts: float, record: dict[str, Any]) -> tuple[int, bytes]:
+        """Store a ritual run under the next seq and publish it as a `ritual` event.
+
+        Under the commit lock, like glints, so that events reach the hub in seq order."""
+        with self._commit_lock:
+            seq, data = self.store.append_run(ritual, status, at_ts, record)
+            self.hub.publish("ritual", data=data, seq=seq)
+            self.last_published_seq = seq
+        return seq, data
 
     def _commit(self) -> None:
         batch: list[_Pending] = []
@@ -108,6 +142,11 @@ class Orchestrator:
         state = state or self.breath.state()
         if self.breath.changed(state) or force:
             self.hub.publish("breath", data=orjson.dumps(state.to_dict()))
+        if self.rituals is not None:  # phase and climate changes can trigger rituals
+            try:
+                self.rituals.on_breath(state)
+            except Exception:
+                log.exception("ritual evaluation failed for a breath change")
         return state
 
     def statistics(self) -> dict[str, Any]:

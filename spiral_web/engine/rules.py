@@ -39,9 +39,14 @@ class Rule:
             raise RuleError(f"unknown name {unknown[0]!r}; a rule can use {', '.join(VARIABLES)}")
         self.source = source
 
-    def matches(self, activation: Mapping[str, Any]) -> bool:
-        """True only when the rule evaluates to true; a missing key or a type error is a no-match."""
+    def matches(self, activation: Mapping[str, Any] | cel.Context) -> bool:
+        """True only when the rule evaluates to true; a missing key or a type error is a no-match.
+
+        Pass `prepare(activation)` when several rules see the same event: converting the
+        activation to CEL values is most of the cost, and a prepared one is converted once."""
         try:
+            if isinstance(activation, cel.Context):
+                return self._program.execute(activation) is True
             return self._program.execute(dict(activation)) is True
         except (KeyError, TypeError, ValueError, RuntimeError):
             return False
@@ -65,3 +70,10 @@ def activation(glint: Mapping[str, Any] | None, breath: Mapping[str, Any], event
         "breath_phase": breath.get("phase", ""),
         "event": event,
     }
+
+
+def prepare(activation: Mapping[str, Any]) -> cel.Context:
+    """The activation converted to CEL once, for evaluating many rules on the same event.
+
+    Not thread-safe (a cel.Context is not): prepare one per event, in the thread evaluating it."""
+    return cel.Context(variables=dict(activation))

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import orjson
+
 from ..engine.events import Event
 from ..engine.glints import Glint
 from ..engine.ports import StoreItem, StoreResult
@@ -32,7 +34,53 @@ CREATE INDEX IF NOT EXISTS glints_module ON glints(module, seq);
 CREATE INDEX IF NOT EXISTS glints_phase ON glints(phase, seq);
 CREATE INDEX IF NOT EXISTS glints_time ON glints(received_ts);
 CREATE INDEX IF NOT EXISTS glints_parent ON glints(parent_id);
+
+-- One counter for every replayable event (glints, ritual runs), so that a Last-Event-ID names
+-- exactly one of them. Bumped inside the writing transaction (BEGIN IMMEDIATE), so several
+-- processes writing the same file never hand out the same seq, and never skip one.
+CREATE TABLE IF NOT EXISTS sequence (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+
+-- Glints moved out of the hot store by archival; same columns, same seq, never deleted.
+CREATE TABLE IF NOT EXISTS archive (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    module      TEXT NOT NULL,
+    phase       TEXT NOT NULL,
+    parent_id   TEXT,
+    received_ts REAL NOT NULL,
+    source      TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    archived_ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_module ON archive(module, seq);
+CREATE INDEX IF NOT EXISTS archive_phase ON archive(phase, seq);
+CREATE INDEX IF NOT EXISTS archive_time ON archive(received_ts);
+CREATE INDEX IF NOT EXISTS archive_parent ON archive(parent_id);
+
+-- One row per archival: when, up to which receipt time, how many moved, and its summary.
+CREATE TABLE IF NOT EXISTS archivals (
+    at_ts     REAL NOT NULL,
+    cutoff_ts REAL NOT NULL,
+    moved     INTEGER NOT NULL,
+    summary   BLOB NOT NULL
+);
+
+-- Every ritual run (ok, error, deferred, skipped), in the same seq space as glints.
+CREATE TABLE IF NOT EXISTS ritual_runs (
+    seq    INTEGER PRIMARY KEY,
+    ritual TEXT NOT NULL,
+    status TEXT NOT NULL,
+    at_ts  REAL NOT NULL,
+    body   BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ritual_runs_ritual ON ritual_runs(ritual, seq);
 """
+
+# The tables that hold replayable events, each keyed by seq.
+_SEQ_TABLES = ("glints", "archive", "ritual_runs")
 
 LINEAGE_LIMIT = 200
 
@@ -50,6 +98,7 @@ class SQLiteStore:
         self._rlock = threading.Lock()
         self._w = self._connect()
         self._w.executescript(SCHEMA)
+        self._init_sequence()
         self._r = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -64,6 +113,25 @@ class SQLiteStore:
             self._w.close()
             self._r.close()
 
+    def _init_sequence(self) -> None:
+        """Create the counter, or raise it to the largest stored seq (a file from before it existed)."""
+        top = " , ".join(f"(SELECT COALESCE(MAX(seq), 0) FROM {t})" for t in _SEQ_TABLES)
+        with self._wlock:
+            self._w.execute("BEGIN IMMEDIATE")
+            try:
+                self._w.execute(
+                    f"INSERT INTO sequence(id, value) VALUES (1, MAX({top})) "
+                    "ON CONFLICT(id) DO UPDATE SET value = MAX(value, excluded.value)")
+                self._w.execute("COMMIT")
+            except BaseException:
+                self._w.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _seq(conn: sqlite3.Connection) -> int:
+        """The last allocated seq; call inside the writing transaction."""
+        return conn.execute("SELECT value FROM sequence WHERE id = 1").fetchone()[0]
+
     # -- writes --------------------------------------------------------------------------------
     def append_batch(self, items: Sequence[StoreItem]) -> list[StoreResult]:
         """Write a batch in one transaction; a duplicate id answers the stored glint instead."""
@@ -76,7 +144,7 @@ class SQLiteStore:
                 existing = self._bodies_by_id(w, ids)
                 parents = {it.data.parent_id for it in items if it.data.parent_id}
                 known_parents = set(self._existing_ids(w, list(parents))) if parents else set()
-                seq = w.execute("SELECT COALESCE(MAX(seq), 0) FROM glints").fetchone()[0]
+                seq = first = self._seq(w)
                 rows = []
                 for item, result in zip(items, results):
                     if item.gid in existing:
@@ -95,6 +163,8 @@ class SQLiteStore:
                     known_parents.add(item.gid)
                     result.glint = glint
                 w.executemany("INSERT INTO glints VALUES (?,?,?,?,?,?,?,?)", rows)
+                if seq != first:
+                    w.execute("UPDATE sequence SET value = ? WHERE id = 1", (seq,))
                 w.execute("COMMIT")
             except BaseException:
                 w.execute("ROLLBACK")
@@ -106,12 +176,79 @@ class SQLiteStore:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        return dict(conn.execute(f"SELECT id, body FROM glints WHERE id IN ({marks})", ids))
+        # archived ids stay taken: a retried glint is still a duplicate after archival
+        return dict(conn.execute(f"SELECT id, body FROM glints WHERE id IN ({marks}) UNION ALL "
+                                 f"SELECT id, body FROM archive WHERE id IN ({marks})", ids + ids))
 
     @staticmethod
     def _existing_ids(conn: sqlite3.Connection, ids: list[str]) -> Iterable[str]:
         marks = ",".join("?" * len(ids))
-        return [r[0] for r in conn.execute(f"SELECT id FROM glints WHERE id IN ({marks})", ids)]
+        return [r[0] for r in conn.execute(f"SELECT id FROM glints WHERE id IN ({marks}) UNION ALL "
+                                           f"SELECT id FROM archive WHERE id IN ({marks})", ids + ids)]
+
+    def append_run(self, ritual: str, status: str, at_ts: float, record: dict[str, Any]) -> tuple[int, bytes]:
+        """Store one ritual run under the next seq; answers (seq, its JSON with the seq in it)."""
+        with self._wlock:
+            w = self._w
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._seq(w) + 1
+                body = orjson.dumps({"seq": seq, **record})
+                w.execute("INSERT INTO ritual_runs VALUES (?,?,?,?,?)", (seq, ritual, status, at_ts, body))
+                w.execute("UPDATE sequence SET value = ? WHERE id = 1", (seq,))
+                w.execute("COMMIT")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+        return seq, body
+
+    def archive_before(self, cutoff_ts: float, now_ts: float) -> dict[str, Any]:
+        """Move glints received before `cutoff_ts` into the archive, in one transaction.
+
+        Answers a summary: what moved (counts by module and phase), and what was received since
+        the previous archival (or ever, for the first). Counts over hot store plus archive do not
+        change: nothing is deleted, only moved.
+        """
+        with self._wlock:
+            w = self._w
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                last = w.execute("SELECT MAX(at_ts) FROM archivals").fetchone()[0]
+                moved_by_module = dict(w.execute(
+                    "SELECT module, COUNT(*) FROM glints WHERE received_ts < ? GROUP BY module "
+                    "ORDER BY COUNT(*) DESC", (cutoff_ts,)))
+                moved_by_phase = dict(w.execute(
+                    "SELECT phase, COUNT(*) FROM glints WHERE received_ts < ? GROUP BY phase",
+                    (cutoff_ts,)))
+                since = last if last is not None else float("-inf")
+                recent_by_module: dict[str, int] = {}
+                recent_by_phase: dict[str, int] = {}
+                for table in ("glints", "archive"):
+                    for module, phase, n in w.execute(
+                            f"SELECT module, phase, COUNT(*) FROM {table} WHERE received_ts >= ? "
+                            "GROUP BY module, phase", (since,)):
+                        recent_by_module[module] = recent_by_module.get(module, 0) + n
+                        recent_by_phase[phase] = recent_by_phase.get(phase, 0) + n
+                w.execute("INSERT INTO archive SELECT seq, id, module, phase, parent_id, received_ts, "
+                          "source, body, ? FROM glints WHERE received_ts < ?", (now_ts, cutoff_ts))
+                moved = w.execute("DELETE FROM glints WHERE received_ts < ?", (cutoff_ts,)).rowcount
+                summary = {
+                    "moved": moved,
+                    "archived": {"by_module": moved_by_module, "by_phase": moved_by_phase},
+                    "since_last": {
+                        "since": last,
+                        "total": sum(recent_by_module.values()),
+                        "by_module": dict(sorted(recent_by_module.items(), key=lambda kv: -kv[1])),
+                        "by_phase": recent_by_phase,
+                    },
+                }
+                w.execute("INSERT INTO archivals VALUES (?,?,?,?)",
+                          (now_ts, cutoff_ts, moved, orjson.dumps(summary)))
+                w.execute("COMMIT")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+        return summary
 
     # -- reads ---------------------------------------------------------------------------------
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -119,7 +256,9 @@ class SQLiteStore:
             return self._r.execute(sql, args).fetchall()
 
     def get(self, gid: str) -> Glint | None:
-        rows = self._read("SELECT body FROM glints WHERE id = ?", (gid,))
+        """The glint with this id, from the hot store or else the archive."""
+        rows = self._read("SELECT body FROM glints WHERE id = ?1 UNION ALL "
+                          "SELECT body FROM archive WHERE id = ?1 LIMIT 1", (gid,))
         return Glint.from_json(rows[0][0]) if rows else None
 
     def query(
@@ -132,6 +271,22 @@ class SQLiteStore:
         limit: int = 50,
     ) -> list[Glint]:
         """Newest first; page with `before_seq` (the smallest seq of the previous page)."""
+        return self._query("glints", module, phase, since, until, before_seq, limit)
+
+    def query_archive(
+        self,
+        module: str | None = None,
+        phase: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Glint]:
+        """Archived glints, newest first, with the same filters and paging as `query`."""
+        return self._query("archive", module, phase, since, until, before_seq, limit)
+
+    def _query(self, table: str, module: str | None, phase: str | None, since: float | None,
+               until: float | None, before_seq: int | None, limit: int) -> list[Glint]:
         where, args = _filters(module, phase)
         if since is not None:
             where.append("received_ts >= ?")
@@ -142,7 +297,7 @@ class SQLiteStore:
         if before_seq is not None:
             where.append("seq < ?")
             args.append(before_seq)
-        sql = "SELECT body FROM glints"
+        sql = f"SELECT body FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
@@ -161,40 +316,103 @@ class SQLiteStore:
         return [Glint.from_json(r[0]) for r in self._read(sql, args)]
 
     def replay_after(self, seq: int, module: str | None, phase: str | None, limit: int) -> list[Event]:
-        """Replayable events stored after `seq`, oldest first, as listeners receive them."""
-        return [Event("glint_emission", g.json, g.seq, g.module, g.phase)
-                for g in self.after(seq, module=module, phase=phase, limit=limit)]
+        """Replayable events stored after `seq`, oldest first, as listeners receive them: glints
+        (hot or archived: archival never makes a listener miss one) and ritual runs, merged in seq
+        order. `module` and `phase` filter glints only; ritual runs always pass."""
+        where, args = _filters(module, phase)
+        where.append("seq > ?")
+        args.append(seq)
+        cond = " AND ".join(where)
+        events = [Event("glint_emission", body, s, m, p) for s, m, p, body in self._read(
+            f"SELECT seq, module, phase, body FROM glints WHERE {cond} ORDER BY seq LIMIT ?",
+            [*args, limit])]
+        events += [Event("glint_emission", body, s, m, p) for s, m, p, body in self._read(
+            f"SELECT seq, module, phase, body FROM archive WHERE {cond} ORDER BY seq LIMIT ?",
+            [*args, limit])]
+        events += [Event("ritual", body, s) for s, body in self._read(
+            "SELECT seq, body FROM ritual_runs WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))]
+        events.sort(key=lambda e: e.seq)  # type: ignore[arg-type, return-value]
+        return events[:limit]
 
     def seq_bounds(self) -> tuple[int, int]:
-        """(smallest, largest) stored seq; (0, 0) when empty."""
-        lo, hi = self._read("SELECT MIN(seq), MAX(seq) FROM glints")[0]
-        return (lo or 0, hi or 0)
+        """(smallest, largest) seq that replay_after can still return; (0, 0) when empty."""
+        parts = " UNION ALL ".join(f"SELECT MIN(seq), MAX(seq) FROM {t}" for t in _SEQ_TABLES)
+        rows = [r for r in self._read(parts) if r[0] is not None]
+        if not rows:
+            return (0, 0)
+        return (min(r[0] for r in rows), max(r[1] for r in rows))
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
-        by_phase = dict(self._read("SELECT phase, COUNT(*) FROM glints GROUP BY phase"))
-        by_module = dict(self._read("SELECT module, COUNT(*) FROM glints GROUP BY module"))
+        """Glints by phase and by module, archived ones included: archival keeps counts whole."""
+        by_phase: dict[str, int] = {}
+        by_module: dict[str, int] = {}
+        for table in ("glints", "archive"):
+            for phase, n in self._read(f"SELECT phase, COUNT(*) FROM {table} GROUP BY phase"):
+                by_phase[phase] = by_phase.get(phase, 0) + n
+            for module, n in self._read(f"SELECT module, COUNT(*) FROM {table} GROUP BY module"):
+                by_module[module] = by_module.get(module, 0) + n
         return by_phase, by_module
+
+    def archive_count(self) -> int:
+        return self._read("SELECT COUNT(*) FROM archive")[0][0]
+
+    # -- ritual runs ---------------------------------------------------------------------------
+    def runs(self, ritual: str | None = None, status: str | None = None,
+             before_seq: int | None = None, limit: int = 50) -> list[bytes]:
+        """Ritual runs as stored JSON, newest first; page with `before_seq`."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("ritual", ritual), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = "SELECT body FROM ritual_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        return [r[0] for r in self._read(sql, args)]
+
+    def last_runs(self, statuses: Sequence[str] = ("ok", "error")) -> dict[str, bytes]:
+        """Each ritual's most recent run with one of `statuses` (its state after a restart)."""
+        marks = ",".join("?" * len(statuses))
+        rows = self._read(
+            "SELECT ritual, body FROM ritual_runs WHERE seq IN (SELECT MAX(seq) FROM ritual_runs "
+            f"WHERE status IN ({marks}) GROUP BY ritual)", list(statuses))
+        return dict(rows)
 
     def lineage(self, gid: str, limit: int = LINEAGE_LIMIT) -> dict[str, Any] | None:
         """Ancestors up to the root (nearest first) and the descendant tree, each bounded."""
         me = self.get(gid)
         if me is None:
             return None
+        # Hot store and archive alike (parents are often archived before their children); one
+        # recursive step per table keeps each join on an index.
         ancestors = self._read(
             """WITH RECURSIVE up(id, parent_id, body, depth) AS (
-                   SELECT id, parent_id, body, 0 FROM glints WHERE id = ?
+                   SELECT id, parent_id, body, 0 FROM glints WHERE id = ?1
+                   UNION ALL SELECT id, parent_id, body, 0 FROM archive WHERE id = ?1
                    UNION ALL
                    SELECT g.id, g.parent_id, g.body, up.depth + 1
-                   FROM glints g JOIN up ON g.id = up.parent_id WHERE up.depth < ?
+                   FROM up JOIN glints g ON g.id = up.parent_id WHERE up.depth < ?2
+                   UNION ALL
+                   SELECT g.id, g.parent_id, g.body, up.depth + 1
+                   FROM up JOIN archive g ON g.id = up.parent_id WHERE up.depth < ?2
                ) SELECT body FROM up WHERE depth > 0 ORDER BY depth""",
             (gid, limit),
         )
         descendants = self._read(
             """WITH RECURSIVE down(id, body, n) AS (
-                   SELECT id, body, 0 FROM glints WHERE id = ?
+                   SELECT id, body, 0 FROM glints WHERE id = ?1
+                   UNION ALL SELECT id, body, 0 FROM archive WHERE id = ?1
                    UNION ALL
-                   SELECT g.id, g.body, down.n + 1 FROM glints g JOIN down ON g.parent_id = down.id
-                   LIMIT ?
+                   SELECT g.id, g.body, down.n + 1 FROM down JOIN glints g ON g.parent_id = down.id
+                   UNION ALL
+                   SELECT g.id, g.body, down.n + 1 FROM down JOIN archive g ON g.parent_id = down.id
+                   LIMIT ?2
                ) SELECT body FROM down WHERE n > 0""",
             (gid, limit + 1),
         )

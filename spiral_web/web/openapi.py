@@ -12,6 +12,7 @@ from . import schemas as s
 
 MODELS: list[type[BaseModel]] = [
     GlintIn, s.GlintOut, s.EmitAnswer, s.GlintPage, s.Lineage, s.StatsOut, s.BreathOut, s.ErrorOut,
+    s.RitualList, s.RunPage, s.InvokeIn, s.InvokeOut, s.DryRunIn, s.DryRunOut, s.RitualRun,
 ]
 
 
@@ -37,6 +38,12 @@ def build_openapi(version: str) -> dict[str, Any]:
     phase = {"type": "string", "enum": ["inhale", "hold", "exhale", "return", "night_hold"]}
     module = {"type": "string", "maxLength": 100, "pattern": r"^[a-z0-9_.*?]+$"}
     gid = {"name": "glint_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+    ritual = {"name": "name", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,63}$"}}
+    throttled = {"description": "Input paused (throttle) or this source blocked (suspicion watcher)",
+                 "headers": {"Retry-After": {"description": "Seconds to wait",
+                                             "schema": {"type": "integer", "minimum": 1}}},
+                 "content": {"application/json": {"schema": _ref(s.ErrorOut)}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Spiral", "version": version,
@@ -47,7 +54,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(GlintIn)}}},
                 "responses": {"201": _json(s.EmitAnswer, "Stored and broadcast"),
                               "200": _json(s.EmitAnswer, "Already stored under this id; not broadcast again"),
-                              **_errors(400, 413, 415, 422)},
+                              **_errors(400, 413, 415, 422), "429": throttled},
             }},
             "/stream": {"get": {
                 "summary": "Server-Sent Events: glint_emission, breath (and ritual) events",
@@ -78,10 +85,49 @@ def build_openapi(version: str) -> dict[str, Any]:
                 "parameters": [gid],
                 "responses": {"200": _json(s.Lineage, "The lineage"), **_errors(404)},
             }},
+            "/api/archive": {"get": {
+                "summary": "Archived glints, newest first (same filters and paging as /api/glints)",
+                "operationId": "listArchive",
+                "parameters": [_query("module", "Module or glob", module), _query("phase", "Phase", phase),
+                               _query("since", "ISO time or epoch seconds", {"type": "string"}),
+                               _query("until", "ISO time or epoch seconds", {"type": "string"}),
+                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0}),
+                               _query("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 500})],
+                "responses": {"200": _json(s.GlintPage, "A page of archived glints"), **_errors(400)},
+            }},
+            "/api/rituals": {"get": {
+                "summary": "Every ritual: its definition and state", "operationId": "listRituals",
+                "responses": {"200": _json(s.RitualList, "The rituals, in evaluation order")},
+            }},
+            "/api/rituals/history": {"get": {
+                "summary": "Ritual runs, newest first", "operationId": "ritualHistory",
+                "parameters": [_query("ritual", "Only this ritual", {"type": "string"}),
+                               _query("status", "Only this status",
+                                      {"type": "string", "enum": ["ok", "error", "deferred", "skipped_cooldown"]}),
+                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0}),
+                               _query("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 500})],
+                "responses": {"200": _json(s.RunPage, "A page of runs"), **_errors(400)},
+            }},
+            "/api/rituals/{name}/invoke": {"post": {
+                "summary": "Run a ritual now, whatever its rule, phases or cooldown (admin)",
+                "operationId": "invokeRitual", "parameters": [ritual],
+                "security": [{"adminToken": []}],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(s.InvokeIn)}}},
+                "responses": {"200": _json(s.InvokeOut, "The recorded run"),
+                              **_errors(400, 401, 403, 404, 415, 422)},
+            }},
+            "/api/rituals/{name}/dry-run": {"post": {
+                "summary": "Which of the latest glints the ritual's rule (or a given rule) matches",
+                "operationId": "dryRunRitual", "parameters": [ritual],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(s.DryRunIn)}}},
+                "responses": {"200": _json(s.DryRunOut, "The matches; nothing was run or recorded"),
+                              **_errors(400, 404, 415, 422)},
+            }},
             "/api/stats": {"get": {"summary": "Statistics", "operationId": "getStats",
                                    "responses": {"200": _json(s.StatsOut, "Statistics")}}},
             "/api/breath": {"get": {"summary": "The breath state", "operationId": "getBreath",
                                     "responses": {"200": _json(s.BreathOut, "Phase, climate, usage")}}},
         },
-        "components": {"schemas": defs["$defs"]},
+        "components": {"schemas": defs["$defs"],
+                       "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
     }

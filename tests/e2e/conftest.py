@@ -46,7 +46,7 @@ def page(browser, request):
     page.js_errors = errors  # type: ignore[attr-defined]
     yield page
     failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
+    if failed is not None and failed.failed and not page.is_closed():
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"), full_page=True)
     context.close()
@@ -61,6 +61,7 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def live_server(tmp_path):
+    """A real server with the test-only clock control; one per test, so tests never share state."""
     proc = ServerProcess(tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1"}).start()
     yield proc
-    proc.stop()
+    proc.kill()  # a graceful stop waits ~2 s for nothing here; the data dir is thrown away

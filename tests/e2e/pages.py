@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
+
+from .conftest import ARTIFACTS
 
 
 class Dashboard:
@@ -10,28 +14,79 @@ class Dashboard:
         self.page = page
         self.base_url = base_url
 
-    def open(self) -> "Dashboard":
-        self.page.goto(self.base_url + "/")
-        expect(self.page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+    def open(self, path: str = "/") -> "Dashboard":
+        self.page.goto(self.base_url + path)
+        self.expect_live()
         return self
 
+    def expect_live(self, timeout: float = 10_000) -> None:
+        expect(self.page.locator("#conn")).to_have_attribute("data-state", "live", timeout=timeout)
+
+    # -- timeline ------------------------------------------------------------------------------
     @property
-    def timeline(self):
-        return self.page.locator("#timeline")
+    def rows(self):
+        return self.page.locator("#timeline > li")
 
     def glint(self, seq: int):
         return self.page.locator(f"#glint-{seq}")
 
+    def shown_seqs(self) -> list[int]:
+        return [int(s) for s in self.rows.evaluate_all("rows => rows.map(r => r.dataset.seq)")]
+
+    def filter(self, module: str = "", phase: str = "") -> None:
+        self.page.fill("#filter-module", module)
+        self.page.select_option("#filter-phase", phase)
+        self.page.press("#filter-module", "Enter")
+
+    @property
+    def pause_button(self):
+        return self.page.locator("#pause")
+
+    @property
+    def new_count(self):
+        return self.page.locator("#new-count")
+
+    def open_glint(self, seq: int):
+        self.glint(seq).locator("a").click()
+        sheet = self.page.locator("#detail")
+        expect(sheet).to_be_visible()
+        return sheet
+
+    # -- breath --------------------------------------------------------------------------------
     @property
     def breath(self):
         return self.page.locator("#breath")
 
+    def open_controls(self) -> None:
+        details = self.page.locator("#admin details")
+        if details.get_attribute("open") is None:
+            self.page.click("#admin summary")
+
+    def hold_phase(self, phase: str, minutes: int = 5) -> None:
+        self.open_controls()
+        self.page.select_option("#admin-phase", phase)
+        self.page.select_option("#admin-minutes", str(minutes))
+        self.page.click("#admin-set-phase")
+
+    def set_climate(self, climate: str, minutes: int = 5) -> None:
+        self.open_controls()
+        self.page.select_option("#admin-climate", climate)
+        self.page.select_option("#admin-minutes", str(minutes))
+        self.page.click("#admin-set-climate")
+
+    # -- emit form -----------------------------------------------------------------------------
     def emit(self, module: str, context: str = "", phase: str = "") -> None:
         self.page.fill("#emit-module", module)
-        if phase:
-            self.page.select_option("#emit-phase", phase)
+        self.page.select_option("#emit-phase", phase)
         self.page.fill("#emit-context", context)
         self.page.click("#emit-form button[type=submit]")
 
-    def screenshot(self, path: str) -> None:
-        self.page.screenshot(path=path, full_page=False)
+    # -- pictures ------------------------------------------------------------------------------
+    def screenshot(self, name: str, full_page: bool = False) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.wait_for_timeout(700)  # let arrivals and the glow settle
+        self.page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
+
+
+def has_class(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(^|\s){re.escape(name)}(\s|$)")

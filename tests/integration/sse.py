@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -35,7 +36,7 @@ def parse_frame(raw: bytes) -> Frame:
             frame.comments.append(line[1:].strip())
             continue
         name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
+        value = value.removeprefix(" ")
         if name == "event":
             frame.event = value
         elif name == "id":
@@ -73,8 +74,11 @@ class SSEReader:
         self.frames.extend(parse_frame(raw) for raw in complete)
         return True
 
-    def until(self, done: Callable[[list[Frame]], bool], timeout: float | None = None) -> list[Frame]:
-        """Read until `done(frames so far)`; fail if it does not happen in time or the stream ends."""
+    def until(
+        self, done: Callable[[list[Frame]], bool], timeout: float | None = None
+    ) -> list[Frame]:
+        """Read until `done(frames so far)`; fail if that does not happen in time or the stream
+        ends first."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while not done(self.frames):
             if time.monotonic() > deadline:

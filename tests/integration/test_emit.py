@@ -74,8 +74,8 @@ REFUSALS = [
                  id="context-not-an-object"),
     pytest.param({"json": {"module": "a.b", "context": {"x": "bell\x07"}}}, 422, "invalid_glint",
                  "control", id="control-characters"),
-    pytest.param({"data": b'{"module":"a.b","context":{"n":NaN}}', "content_type": "application/json"},
-                 422, "invalid_glint", "context", id="nan"),
+    pytest.param({"data": b'{"module":"a.b","context":{"n":NaN}}',
+                  "content_type": "application/json"}, 422, "invalid_glint", "context", id="nan"),
     pytest.param({"data": b'{"module":"a.b","context":{"n":99999999999999999999999}}',
                   "content_type": "application/json"}, 422, "invalid_glint", "context",
                  id="huge-integer"),
@@ -125,7 +125,8 @@ def test_a_repeated_id_is_stored_and_broadcast_once(client, spiral):
         sub.close()
     for resp in (again, different):
         assert resp.status_code == 200
-        assert resp.get_json() == {"status": "glint_duplicate", "id": "once", "seq": 1, "listeners": 1}
+        assert resp.get_json() == {"status": "glint_duplicate", "id": "once", "seq": 1,
+                                   "listeners": 1}
     assert published == []
     total, glints = stored(client)
     assert total == 1
@@ -144,7 +145,8 @@ def test_unknown_parent_names_the_field(client):
     resp = post(client, {"module": "a.b", "parent_id": "ghost"})
     assert resp.status_code == 422
     body = resp.get_json()
-    assert body["details"] == [{"field": "parent_id", "problem": "parent_id: no glint with id 'ghost'"}]
+    assert body["details"] == [
+        {"field": "parent_id", "problem": "parent_id: no glint with id 'ghost'"}]
     assert "ghost" in body["message"]
 
 

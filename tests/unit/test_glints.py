@@ -38,9 +38,12 @@ BAD = [
     pytest.param({"module": ""}, "module", "", id="module-empty"),
     pytest.param({"module": "a" * 101}, "module", "100", id="module-too-long"),
     pytest.param({"module": 7}, "module", "string", id="module-not-a-string"),
-    pytest.param({"module": "a.b", "context": [1, 2]}, "context", "object|dictionary", id="context-array"),
-    pytest.param({"module": "a.b", "context": "hello"}, "context", "object|dictionary", id="context-string"),
-    pytest.param({"module": "a.b", "context": None}, "context", "object|dictionary", id="context-null"),
+    pytest.param({"module": "a.b", "context": [1, 2]}, "context", "object|dictionary",
+                 id="context-array"),
+    pytest.param({"module": "a.b", "context": "hello"}, "context", "object|dictionary",
+                 id="context-string"),
+    pytest.param({"module": "a.b", "context": None}, "context", "object|dictionary",
+                 id="context-null"),
     pytest.param({"module": "a.b", "context": nested(MAX_CONTEXT_DEPTH + 1)}, "context",
                  "deeper than 8", id="context-too-deep"),
     pytest.param({"module": "a.b", "context": {"a": [[[[[[[[1]]]]]]]]}}, "context",
@@ -57,8 +60,10 @@ BAD = [
                  id="context-nul"),
     pytest.param({"module": "a.b", "context": {"a": "\x1b[31mred"}}, "context", "control",
                  id="context-ansi-escape"),
-    pytest.param({"module": "a.b", "context": {"a": "\x7f"}}, "context", "control", id="context-del"),
-    pytest.param({"module": "a.b", "context": {"a": "\x85"}}, "context", "control", id="context-c1"),
+    pytest.param({"module": "a.b", "context": {"a": "\x7f"}}, "context", "control",
+                 id="context-del"),
+    pytest.param({"module": "a.b", "context": {"a": "\x85"}}, "context", "control",
+                 id="context-c1"),
     pytest.param({"module": "a.b", "context": {"a": "abc\u202edcb"}}, "context", "control",
                  id="context-bidi-override"),
     pytest.param({"module": "a.b", "context": {"a": ["ok", {"b": "\x07"}]}}, "context", "control",
@@ -91,7 +96,8 @@ def test_bad_glints_are_refused_naming_the_field(data, field, hint):
     assert err.message.startswith(f"{field}:"), err.message
     assert any(h in err.message.lower() for h in hint.lower().split("|")), err.message
     assert err.details[0]["field"] == field
-    assert err.to_dict() == {"error": "invalid_glint", "message": err.message, "details": err.details}
+    assert err.to_dict() == {"error": "invalid_glint", "message": err.message,
+                             "details": err.details}
 
 
 @pytest.mark.parametrize(("data", "field", "hint"), [p for p in BAD if p.id not in (
@@ -156,7 +162,8 @@ def test_decoded_values_that_are_not_an_object(data):
         pytest.param({"module": "a.b", "context": {f"k{i}": i for i in range(MAX_CONTEXT_KEYS)}},
                      id="most-keys-allowed"),
         pytest.param({"module": "a.b", "context": {"s": "x" * MAX_STRING}}, id="longest-string"),
-        pytest.param({"module": "a.b", "context": {"s": "tab\tnew\nline\r\n", "e": "🫧 ünïcode"}},
+        pytest.param({"module": "a.b",
+                      "context": {"s": "tab\tnew\nline\r\n", "e": "🫧 ünïcode"}},
                      id="whitespace-and-unicode"),
         pytest.param({"module": "a.b", "context": {"n": 2**63 - 1, "f": -1.5e300}},
                      id="big-but-storable-numbers"),
@@ -171,7 +178,8 @@ def test_good_glints_pass(data):
 
 
 def test_a_built_glint_round_trips_through_its_one_serialization():
-    data = validate_glint({"module": "memory.scroll", "phase": "return", "context": {"a": [1, "b"]}})
+    data = validate_glint(
+        {"module": "memory.scroll", "phase": "return", "context": {"a": [1, "b"]}})
     g = Glint.build(7, "g-7", data, "return", "2027-01-15T08:00:00.000Z",
                     {"phase": "return", "climate": "clear", "usage": 0.0}, "127.0.0.1")
     assert Glint.from_json(g.json) == g

@@ -1,0 +1,73 @@
+"""`python -m bench [scenario ...]`: run scenarios (all by default) and print the table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from .scenarios import SCENARIOS, Options, Row, machine
+from .server import machine_busy, raise_nofile
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| scenario | setup | result | target | met |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.scenario} | {r.setup} | {r.result} | {r.target} | {r.met} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", choices=[[], *SCENARIOS], metavar="scenario",
+                        help=f"one or more of {', '.join(SCENARIOS)} (default: all)")
+    parser.add_argument("--via", choices=["gunicorn", "serve"], default="gunicorn",
+                        help="start the server with `gunicorn -c gunicorn.conf.py wsgi:app` (default) "
+                             "or `python -m spiral_web.cli serve`")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy record the worker during each measured window (collapsed stacks in DIR)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="shrink subscriber counts and durations, e.g. 0.1 for a smoke run")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each scenario, wait up to this long for other load on the machine to stop")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw results here")
+    args = parser.parse_args(argv)
+    names = args.scenarios or list(SCENARIOS)
+    nofile = raise_nofile()
+    info = machine()
+    print(f"Spiral benchmarks: {info['date']}; {info['cpus']} CPUs ({info['cpu']}), {info['ram']} RAM; "
+          f"commit {info['commit']}; server via {args.via}; RLIMIT_NOFILE {nofile}", flush=True)
+    opts = Options(via=args.via, profile_dir=args.profile, scale=args.scale)
+    rows: list[Row] = []
+    started = time.monotonic()
+    for name in names:
+        t = time.monotonic()
+        busy = machine_busy()
+        waited = 0.0
+        while busy > 0.15 and waited < args.wait_quiet:  # bounded: at most --wait-quiet seconds
+            time.sleep(4.0)
+            waited += 5.0
+            busy = machine_busy()
+        note = f" (WARNING: {busy:.1f} CPUs busy before it started: other load on the machine)" if busy > 0.15 else ""
+        print(f"- {name} ...{note}", flush=True)
+        try:
+            rows += asyncio.run(SCENARIOS[name](opts))
+        except Exception as exc:  # one failing scenario must not hide the others' results
+            rows.append(Row(name, "-", f"FAILED: {type(exc).__name__}: {exc}", "-", "NO"))
+            print(f"  {name} failed: {exc!r}", flush=True)
+        print(f"  ({time.monotonic() - t:.0f} s)", flush=True)
+    print()
+    print(table(rows))
+    print(f"\n{len(names)} scenario(s) in {time.monotonic() - started:.0f} s")
+    if args.json:
+        args.json.write_bytes(orjson.dumps({"machine": info, "via": args.via, "rows": [r.__dict__ for r in rows]},
+                                           option=orjson.OPT_INDENT_2, default=str))
+    return 0 if all(r.met in ("yes", "-", "not run") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The reference point: a bare Flask POST endpoint under the same gunicorn gevent worker.
+
+It reads the JSON body and answers a small JSON object, and does nothing else: no validation, no
+store, no broadcast. Spiral's ingest rate is compared against it."""
+
+import orjson
+from flask import Flask, Response, request
+
+app = Flask(__name__)
+
+
+@app.post("/stream/glint")
+def glint():
+    body = orjson.loads(request.get_data(cache=False))
+    return Response(orjson.dumps({"status": "ok", "module": body.get("module")}), status=201,
+                    mimetype="application/json")
+
+
+@app.get("/ping")
+def ping():
+    return "ok"

@@ -1,0 +1,165 @@
+"""Start and watch a server process: free port, temporary data dir, readiness, worker pid and RSS."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def raise_nofile() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit, for this process and the servers it starts."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return kids
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """CPU in use on the whole machine over `seconds`, in cores (call it while the bench is idle:
+    anything above ~0.1 is someone else's load, and the figures that follow are not clean)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]
+        return sum(v[:8]) - idle, sum(v[:8])
+
+    b0, t0 = sample()
+    time.sleep(seconds)
+    b1, t1 = sample()
+    return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class Server:
+    """One server process. `via`: "gunicorn" (the production command with gunicorn.conf.py),
+    "serve" (`python -m spiral_web.cli serve`), or "bare" (the bare Flask baseline)."""
+
+    def __init__(self, via: str = "gunicorn", env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.via = via
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="spiral-bench-"))
+        self.data_dir = self.tmp / "data"
+        self.log_path = self.tmp / "server.log"
+        self.extra_env = env or {}
+        self.workers = workers
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        if self.via == "serve":
+            return [sys.executable, "-m", "spiral_web.cli", "serve", "--port", str(self.port),
+                    "--data-dir", str(self.data_dir), "--workers", str(self.workers),
+                    "--log-level", "warning"]
+        app = "bench.bare:app" if self.via == "bare" else "wsgi:app"
+        return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), app]
+
+    def start(self, timeout: float = 20.0) -> "Server":
+        raise_nofile()
+        env = dict(os.environ)
+        env.update(SPIRAL_DATA_DIR=str(self.data_dir), SPIRAL_PORT=str(self.port), SPIRAL_HOST="127.0.0.1",
+                   SPIRAL_WORKERS=str(self.workers), SPIRAL_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+        env.update(self.extra_env)
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        probe = "/healthz" if self.via != "bare" else "/ping"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + probe, timeout=1) as r:
+                    if r.status == 200 and len(self.worker_pids()) >= self.workers:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not ready within {timeout}s:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        return _children(self.proc.pid)
+
+    @property
+    def worker(self) -> int:
+        """The (first) gunicorn worker: a child of the master."""
+        pids = self.worker_pids()
+        if not pids:
+            raise RuntimeError("no gunicorn worker process")
+        return pids[0]
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.cleanup()

@@ -1,0 +1,322 @@
+"""What a ritual can do: the built-in actions, their parameters, and how each one runs.
+
+An action gets a `RunContext` (the ritual, the event that triggered it, the breath, the engine's
+collaborators) and answers an `Outcome` (a JSON-able result and the id of a glint it emitted), or
+None when its effect is already in place (the throttle is already on, the sources are already
+blocked, the caesura is already declared): then nothing happened, and the engine records no run.
+An action that fails raises; `ActionError` carries a result to record with the error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .breath import CLIMATES, PHASES, BreathState, iso
+from .glints import MODULE_PATTERN, Glint, GlintError, validate_glint
+
+if TYPE_CHECKING:
+    from .rituals import RitualEngine, RitualSpec
+
+SUMMARY_KEYS = 20  # how many modules an archival glint's context names (the run keeps them all)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: dict[str, Any]
+    emitted_id: str | None = None
+
+
+class ActionError(Exception):
+    """An action failed in a way it can describe; `result` is recorded with the error."""
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}
+
+
+@dataclass
+class RunContext:
+    spec: RitualSpec
+    event: str  # glint | phase_change | climate_change | invoke
+    trigger: Glint | None
+    state: BreathState
+    engine: RitualEngine
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.spec.params
+
+    def emit(self, module: str, context: dict[str, Any], phase: str | None = None) -> str:
+        """Emit a child glint: the trigger is its parent, its context names the ritual."""
+        data = validate_glint({
+            "module": module,
+            "phase": phase,
+            "context": {**context, "ritual": self.spec.name, "trigger_event": self.event},
+            "parent_id": self.trigger.id if self.trigger is not None else None,
+        })
+        return self.engine.orchestrator.emit(data, source=ritual_source(self.spec.name)).glint.id
+
+
+def ritual_source(name: str) -> str:
+    """The `source` of glints a ritual emits; rituals are not evaluated on them (no chains)."""
+    return f"ritual:{name}"
+
+
+# -- the actions --------------------------------------------------------------------------------
+
+def archive(ctx: RunContext) -> Outcome:
+    """Move glints older than the retention window into the archive, and say what moved."""
+    days = float(ctx.params["retention_days"])
+    now = ctx.engine.clock.now()
+    cutoff = now - days * 86400.0
+    summary = ctx.engine.store.archive_before(cutoff, now)
+    since = summary["since_last"]["since"]
+    result = {
+        "moved": summary["moved"],
+        "cutoff": iso(cutoff),
+        "retention_days": days,
+        "archived": summary["archived"],
+        "since_last": {**summary["since_last"], "since": iso(since) if since is not None else None},
+    }
+    emitted = None
+    if summary["moved"]:  # nothing moved: the run record says so; no glint to clutter the stream
+        by_module = summary["archived"]["by_module"]
+        emitted = ctx.emit("ritual.archival", {
+            "moved": summary["moved"],
+            "cutoff": iso(cutoff),
+            "by_module": dict(list(by_module.items())[:SUMMARY_KEYS]),
+            "by_phase": summary["archived"]["by_phase"],
+            "modules_total": len(by_module),
+        })
+    return Outcome(result, emitted)
+
+
+def throttle(ctx: RunContext) -> Outcome | None:
+    """Pause input until usage falls below the release level; one warning glint per episode."""
+    release = float(ctx.params["release"])
+    breath = ctx.engine.breath
+    if not breath.begin_throttle(release):
+        return None
+    usage = ctx.state.usage
+    emitted = ctx.emit("ritual.throttle", {
+        "warning": "input paused: the hub is saturated",
+        "usage": usage,
+        "release_below": release,
+    })
+    ctx.engine.orchestrator.publish_breath()
+    return Outcome({"episode": "started", "usage": usage, "release_below": release}, emitted)
+
+
+def watch(ctx: RunContext) -> Outcome | None:
+    """Name the sources that made the climate suspicious, block them for a while, raise an alert."""
+    seconds = float(ctx.params["block_seconds"])
+    breath = ctx.engine.breath
+    suspects = breath.suspects()
+    sources = sorted(suspects, key=lambda s: -suspects[s])[:50]
+    if sources:
+        message = (f"{len(sources)} source(s) sent too many rejected requests; their input is "
+                   f"refused for {seconds:g} s")
+    else:
+        message = "the climate is suspicious, but no single source stands out"
+    fresh, alert = breath.block(sources, seconds, message)
+    if alert is None:
+        return None
+    rejected = {s: suspects[s] for s in fresh}
+    result = {"sources": fresh, "rejected": rejected, "until": iso(alert.until), "message": message}
+    emitted = ctx.emit("ritual.suspicion_watcher", result)
+    ctx.engine.orchestrator.publish_breath()
+    return Outcome(result, emitted)
+
+
+def caesura(ctx: RunContext) -> Outcome | None:
+    """The soft shutdown: declared for this night_hold (invoking it starts a night_hold)."""
+    breath = ctx.engine.breath
+    state = breath.state()
+    if state.phase != "night_hold":
+        if ctx.event != "invoke":
+            return None  # the night ended before the ritual ran
+        breath.override_phase("night_hold", float(ctx.params["seconds"]))
+        state = breath.state()
+    if not breath.declare_caesura(state.phase_ends_at):
+        return None
+    result = {
+        "message": "the hub rests: agents pause, non-essential rituals wait for the next inhale; "
+                   "glints are still accepted and stored",
+        "until": iso(state.phase_ends_at),
+        "phase_reason": state.phase_reason,
+    }
+    emitted = ctx.emit("ritual.caesura", result)
+    ctx.engine.orchestrator.publish_breath()
+    return Outcome(result, emitted)
+
+
+def emit(ctx: RunContext) -> Outcome:
+    """Emit a glint from the ritual's template."""
+    p = ctx.params
+    emitted = ctx.emit(p["module"], dict(p["context"]), p["phase"])
+    return Outcome({"module": p["module"], "phase": p["phase"]}, emitted)
+
+
+def webhook(ctx: RunContext) -> Outcome:
+    """POST the run as JSON; retry with backoff a bounded number of times; never from ingest."""
+    import requests  # here, not at import: `spiral serve` must not import ssl before gevent patches it
+
+    p = ctx.params
+    payload: dict[str, Any] = {
+        "ritual": ctx.spec.name,
+        "trigger_event": ctx.event,
+        "trigger": ctx.trigger.to_dict() if ctx.trigger is not None else None,
+        "breath": ctx.state.to_dict(),
+        "at": iso(ctx.engine.clock.now()),
+    }
+    attempts, problem = 0, ""
+    for attempt in range(1 + int(p["retries"])):
+        if attempt and ctx.engine.stopping.wait(float(p["backoff"]) * 2 ** (attempt - 1)):
+            problem += " (stopped: the server is shutting down)"
+            break
+        attempts += 1
+        try:
+            resp = requests.post(p["url"], json=payload, timeout=float(p["timeout"]))
+        except requests.RequestException as exc:
+            problem = f"{type(exc).__name__}: {_first_line(exc)}"
+            continue
+        if 200 <= resp.status_code < 300:
+            return Outcome({"url": p["url"], "status_code": resp.status_code, "attempts": attempts})
+        problem = f"HTTP {resp.status_code}"
+        if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
+            break  # the target refuses this request; asking again will not help
+    raise ActionError(f"webhook failed after {attempts} attempt(s): {problem}",
+                      {"url": p["url"], "attempts": attempts})
+
+
+def set_climate(ctx: RunContext) -> Outcome:
+    """Set the climate for a while (an override, as an admin would)."""
+    climate, seconds = ctx.params["climate"], float(ctx.params["seconds"])
+    ctx.engine.breath.override_climate(climate, seconds)
+    ctx.engine.orchestrator.publish_breath()
+    return Outcome({"climate": climate, "until": iso(ctx.engine.clock.now() + seconds)})
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+REQUIRED = object()
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type | tuple[type, ...]
+    default: Any = REQUIRED
+    check: Callable[[Any], str | None] | None = None  # answers the problem, or None when fine
+    doc: str = ""
+
+
+def _between(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
+            return f"must be {'above' if lo_open else 'at least'} {lo:g} and at most {hi:g}"
+        return None
+    return check
+
+
+def _one_of(values: tuple[str, ...]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in values else f"must be one of {', '.join(values)}"
+
+
+def _module(v: str) -> str | None:
+    return None if re.match(MODULE_PATTERN, v) and len(v) <= 100 else \
+        "must be a dotted lowercase module name, e.g. ritual.bell"
+
+
+def _url(v: str) -> str | None:
+    return None if re.match(r"^https?://[^\s/]+", v) else "must be an http:// or https:// URL"
+
+
+@dataclass(frozen=True)
+class ActionType:
+    run: Callable[[RunContext], Outcome | None]
+    params: dict[str, Param] = field(default_factory=dict)
+    background: bool = False  # slow (I/O, big transactions): runs on the ritual worker, not ingest
+    description: str = ""
+
+    def check_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated parameters with defaults filled in; ValueError names the problem."""
+        unknown = sorted(set(raw) - set(self.params))
+        if unknown:
+            allowed = ", ".join(self.params) or "none"
+            raise ValueError(f"unknown setting {unknown[0]!r} (this action takes: {allowed})")
+        out: dict[str, Any] = {}
+        for name, param in self.params.items():
+            if name not in raw:
+                if param.default is REQUIRED:
+                    raise ValueError(f"{name}: required")
+                out[name] = param.default
+                continue
+            value = raw[name]
+            if value is None and param.default is None:
+                out[name] = None
+                continue
+            if isinstance(value, bool) or not isinstance(value, param.kind):
+                raise ValueError(f"{name}: expected {_kind_name(param.kind)}, got {value!r}")
+            problem = param.check(value) if param.check else None
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+            out[name] = value
+        return out
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if kind == _NUMBER:
+        return "a number"
+    names: dict[object, str] = {str: "a string", int: "a whole number", dict: "a table"}
+    return names.get(kind, str(kind))
+
+
+def _check_emit(params: dict[str, Any]) -> None:
+    try:
+        validate_glint({"module": params["module"], "phase": params["phase"], "context": params["context"]})
+    except GlintError as exc:
+        raise ValueError(exc.message) from None
+
+
+ACTIONS: dict[str, ActionType] = {
+    "archive": ActionType(archive, {
+        "retention_days": Param(_NUMBER, 7.0, _between(0, 36500, lo_open=True)),
+    }, background=True, description="move glints older than the retention window into the archive"),
+    "throttle": ActionType(throttle, {
+        "release": Param(_NUMBER, 0.6, _between(0, 1, lo_open=True)),
+    }, description="answer 429 to new glints until usage falls below `release`"),
+    "watch": ActionType(watch, {
+        "block_seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
+    }, description="block the sources that made the climate suspicious, raise an alert"),
+    "caesura": ActionType(caesura, {
+        "seconds": Param(_NUMBER, 1800.0, _between(0, 86400, lo_open=True)),
+    }, description="soft shutdown for this night_hold (invoked: start a night_hold of `seconds`)"),
+    "emit": ActionType(emit, {
+        "module": Param(str, REQUIRED, _module),
+        "phase": Param(str, None, _one_of(PHASES)),
+        "context": Param(dict, {}),
+    }, description="emit a glint from a template"),
+    "webhook": ActionType(webhook, {
+        "url": Param(str, REQUIRED, _url),
+        "timeout": Param(_NUMBER, 5.0, _between(0, 60, lo_open=True)),
+        "retries": Param(int, 2, _between(0, 10)),
+        "backoff": Param(_NUMBER, 0.5, _between(0, 60)),
+    }, background=True, description="POST the run as JSON to a URL, with bounded retries"),
+    "set_climate": ActionType(set_climate, {
+        "climate": Param(str, REQUIRED, _one_of(CLIMATES)),
+        "seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
+    }, description="set the climate for a while"),
+}
+
+# Checks across parameters, run at load after each parameter passed its own.
+CROSS_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {"emit": _check_emit}

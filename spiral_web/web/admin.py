@@ -1,0 +1,154 @@
+"""Admin actions on the breath: set the phase or the climate for a limited time.
+
+`POST /api/admin/phase` and `POST /api/admin/climate` take and answer JSON and need the admin token
+when one is configured. The dashboard's breath controls post a form to its own route, which calls
+the same functions here. After every change the breath is published at once, so every dashboard
+and listener sees it without waiting for the next tick.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import orjson
+from flask import Blueprint, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..engine.breath import CLIMATES, PHASES, iso
+from ..engine.glints import GlintError
+from .auth import bearer_token, require_admin
+from .common import json_response, spiral
+
+bp = Blueprint("admin", __name__, url_prefix="/api/admin")
+
+MAX_SECONDS = 24 * 3600.0
+
+Phase = Literal["inhale", "hold", "exhale", "return", "night_hold"]
+Climate = Literal["clear", "unsettled", "suspicious"]
+
+
+class PhaseOverrideIn(BaseModel):
+    """Hold the breath in one phase for a while, or release it (`phase: null`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phase: Phase | None = Field(description="The phase to hold; null releases an override.")
+    seconds: float = Field(default=300.0, gt=0, le=MAX_SECONDS,
+                           description="How long the override lasts (ignored when releasing).")
+
+
+class ClimateOverrideIn(BaseModel):
+    """Set the climate for a while, or let traffic decide again (`climate: null`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    climate: Climate | None = Field(description="The climate to set; null releases an override.")
+    seconds: float = Field(default=300.0, gt=0, le=MAX_SECONDS,
+                           description="How long the override lasts (ignored when releasing).")
+
+
+class OverrideAnswer(BaseModel):
+    status: Literal["phase_set", "phase_released", "climate_set", "climate_released"]
+    until: str | None = Field(description="When the override ends (ISO 8601), null when released.")
+    breath: dict[str, Any] = Field(description="The breath state after the change (as /api/breath).")
+
+
+@bp.post("/phase")
+@require_admin
+def phase():
+    body = _body(PhaseOverrideIn)
+    until = set_phase(body.phase, body.seconds)
+    return _answer("phase_set" if body.phase else "phase_released", until)
+
+
+@bp.post("/climate")
+@require_admin
+def climate():
+    body = _body(ClimateOverrideIn)
+    until = set_climate(body.climate, body.seconds)
+    return _answer("climate_set" if body.climate else "climate_released", until)
+
+
+# -- shared with the dashboard's form --------------------------------------------------------------
+
+def set_phase(phase: str | None, seconds: float) -> float | None:
+    """Override the phase for `seconds` (None releases), publish the breath; the end time or None."""
+    if phase is not None:
+        if phase not in PHASES:
+            raise GlintError(422, "invalid_override", f"phase must be one of {', '.join(PHASES)}",
+                             [{"field": "phase", "problem": f"choose one of {', '.join(PHASES)}"}])
+        _check_seconds(seconds)
+    hub = spiral()
+    hub.breath.override_phase(phase, seconds)
+    hub.orchestrator.publish_breath(force=True)
+    return hub.clock.now() + seconds if phase is not None else None
+
+
+def set_climate(climate: str | None, seconds: float) -> float | None:
+    """Override the climate for `seconds` (None releases), publish the breath; the end time or None."""
+    if climate is not None:
+        if climate not in CLIMATES:
+            raise GlintError(422, "invalid_override", f"climate must be one of {', '.join(CLIMATES)}",
+                             [{"field": "climate", "problem": f"choose one of {', '.join(CLIMATES)}"}])
+        _check_seconds(seconds)
+    hub = spiral()
+    hub.breath.override_climate(climate, seconds)
+    hub.orchestrator.publish_breath(force=True)
+    return hub.clock.now() + seconds if climate is not None else None
+
+
+def check_token(given: str | None) -> tuple[int, str] | None:
+    """None when `given` may act as admin; else (status, why) — as `require_admin` decides."""
+    expected = spiral().config.admin_token
+    if not expected:
+        return None
+    if not given:
+        return 401, "this action needs the admin token"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return 403, "the admin token is not valid"
+    return None
+
+
+def same_origin() -> bool:
+    """A form post from another site (cross-site request forgery) carries a foreign Origin."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.host
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _check_seconds(seconds: float) -> None:
+    if not (0 < seconds <= MAX_SECONDS):
+        raise GlintError(422, "invalid_override", f"duration must be between 1 second and {MAX_SECONDS / 3600:g} hours",
+                         [{"field": "minutes", "problem": "choose a duration up to 24 hours"}])
+
+
+def _body(model: type[BaseModel]) -> Any:
+    if request.mimetype != "application/json":
+        raise GlintError(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        data = orjson.loads(request.get_data(cache=False) or b"null")
+    except orjson.JSONDecodeError:
+        raise GlintError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise GlintError(422, "invalid_override", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
+                   for e in exc.errors()]
+        first = details[0]
+        raise GlintError(422, "invalid_override", f"{first['field']}: {first['problem']}", details) from None
+
+
+def _answer(status: str, until: float | None):
+    return json_response({"status": status, "until": iso(until) if until is not None else None,
+                          "breath": spiral().breath.state().to_dict()})
+
+
+__all__ = ["bp", "bearer_token", "check_token", "same_origin", "set_climate", "set_phase",
+           "PhaseOverrideIn", "ClimateOverrideIn", "OverrideAnswer"]

@@ -1,0 +1,158 @@
+"""Several processes as one hub through Redis: delivery, resume, global figures, Redis outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+from spiral_web.client import emit_glint, parse_sse
+
+
+class StreamCollector:
+    """Reads one SSE connection in a thread and keeps the glint events it sees."""
+
+    def __init__(self, url: str, last_event_id: int | None = None, **params: str) -> None:
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self.resp = requests.get(url + "/stream", params=params, headers=headers, stream=True, timeout=(5, 30))
+        self.events: list = []
+        self.notices: list = []
+        self.connected = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self.connected.wait(5), "stream did not greet"
+
+    def _read(self) -> None:
+        try:
+            for item in parse_sse(self.resp.iter_content(chunk_size=None)):
+                if isinstance(item, int):
+                    continue
+                if item.event == "breath":
+                    self.connected.set()
+                elif item.event == "glint_emission":
+                    self.events.append(item)
+                else:
+                    self.notices.append(item)
+        except Exception:
+            pass
+        finally:
+            self.connected.set()
+
+    def seqs(self) -> list[int]:
+        return [int(e.id) for e in self.events]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.seqs()
+
+    def close(self) -> None:
+        self.resp.close()
+
+
+def test_a_glint_posted_to_either_process_reaches_listeners_on_both(hub_pair):
+    a, b = hub_pair
+    on_a, on_b = StreamCollector(a.url), StreamCollector(b.url)
+    try:
+        sent = []
+        for i in range(20):
+            target = a if i % 2 else b
+            sent.append(emit_glint("sync.test", "inhale", {"i": i}, url=target.url)["seq"])
+        assert on_a.wait_for(20) == sorted(sent)
+        assert on_b.wait_for(20) == sorted(sent)
+    finally:
+        on_a.close()
+        on_b.close()
+
+
+def test_concurrent_posts_on_both_arrive_in_seq_order_exactly_once(hub_pair):
+    a, b = hub_pair
+    listeners = [StreamCollector(a.url), StreamCollector(b.url)]
+    acked: list[int] = []
+    lock = threading.Lock()
+
+    def post(server, n):
+        with requests.Session() as session:
+            for i in range(n):
+                seq = emit_glint("burst.test", None, {"i": i}, url=server.url, session=session)["seq"]
+                with lock:
+                    acked.append(seq)
+
+    threads = [threading.Thread(target=post, args=(s, 40)) for s in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        for listener in listeners:
+            got = listener.wait_for(len(acked))
+            assert got == sorted(acked), "every listener gets every glint once, in seq order"
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def test_resume_on_the_other_process_misses_nothing(hub_pair):
+    a, b = hub_pair
+    first = StreamCollector(a.url)
+    seqs = [emit_glint("resume.test", "hold", {"i": i}, url=a.url)["seq"] for i in range(5)]
+    assert first.wait_for(5) == seqs
+    first.close()
+    missed = [emit_glint("resume.test", "hold", {"i": i}, url=b.url)["seq"] for i in range(5, 9)]
+    again = StreamCollector(b.url, last_event_id=seqs[-1])
+    try:
+        later = emit_glint("resume.test", "hold", {"i": 9}, url=a.url)["seq"]
+        assert again.wait_for(5) == missed + [later]
+    finally:
+        again.close()
+
+
+def test_listeners_and_statistics_are_global(hub_pair):
+    a, b = hub_pair
+    streams = [StreamCollector(a.url), StreamCollector(a.url), StreamCollector(b.url)]
+    try:
+        emit_glint("stats.a", "inhale", url=a.url)
+        emit_glint("stats.b", "exhale", url=b.url)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            sa = requests.get(a.url + "/api/stats").json()
+            sb = requests.get(b.url + "/api/stats").json()
+            if sa["listeners"] == sb["listeners"] == 3 and sa["total"] == sb["total"] == 2:
+                break
+            time.sleep(0.1)
+        assert sa["listeners"] == sb["listeners"] == 3
+        assert sa["total"] == sb["total"] == 2
+        assert sa["by_module"] == sb["by_module"] == {"stats.a": 1, "stats.b": 1}
+        answer = emit_glint("stats.c", "hold", url=b.url)
+        assert answer["listeners"] == 3
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_redis_restart_loses_nothing_and_readiness_says_so(hub_pair, redis_server):
+    a, b = hub_pair
+    on_b = StreamCollector(b.url)
+    try:
+        before = emit_glint("outage.test", None, {"n": 0}, url=a.url)["seq"]
+        assert on_b.wait_for(1) == [before]
+        redis_server.stop()
+        deadline = time.monotonic() + 10
+        while requests.get(a.url + "/readyz").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ready = requests.get(a.url + "/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"] is False
+        during = [emit_glint("outage.test", None, {"n": i}, url=a.url)["seq"] for i in range(1, 4)]
+        redis_server.start_on_same_port()
+        deadline = time.monotonic() + 15
+        while requests.get(a.url + "/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert requests.get(a.url + "/readyz").status_code == 200
+        after = emit_glint("outage.test", None, {"n": 4}, url=a.url)["seq"]
+        assert on_b.wait_for(5, timeout=15) == [before, *during, after]
+    finally:
+        on_b.close()
