@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="before each scenario, wait up to this long for other load on the machine to stop")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw results here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     names = args.scenarios or list(SCENARIOS)
     nofile = raise_nofile()
     info = machine()
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(names)} scenario(s) in {time.monotonic() - started:.0f} s")
     if args.json:
         args.json.write_bytes(orjson.dumps({"machine": info, "via": args.via, "rows": [r.__dict__ for r in rows]},
-                                           option=orjson.OPT_INDENT_2, default=str))
+                                           option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str))
     return 0 if all(r.met in ("yes", "-", "not run") for r in rows) else 1
 
 

@@ -97,6 +97,10 @@ class Conn:
             except HTTPError:
                 if attempt:
                     raise
+            except BaseException:  # a timeout or cancellation: the answer may still come, so never reuse
+                self.close()
+                self.proto = None
+                raise
         raise AssertionError("unreachable")
 
     def close(self) -> None:

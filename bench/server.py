@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import shutil
@@ -15,6 +16,13 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+_LIVE: set["Server"] = set()  # servers to stop if the bench itself is stopped
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop(timeout=5)
 
 
 def raise_nofile() -> int:
@@ -79,7 +87,8 @@ def open_fds(pid: int) -> int:
 
 class Server:
     """One server process. `via`: "gunicorn" (the production command with gunicorn.conf.py),
-    "serve" (`python -m spiral_web.cli serve`), or "bare" (the bare Flask baseline)."""
+    "serve" (`python -m spiral_web.cli serve`), "bare" (the bare Flask baseline) or "bare-wsgi" (the same
+    endpoint without Flask), the last two with the same gunicorn.conf.py."""
 
     def __init__(self, via: str = "gunicorn", env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.via = via
@@ -100,7 +109,7 @@ class Server:
             return [sys.executable, "-m", "spiral_web.cli", "serve", "--port", str(self.port),
                     "--data-dir", str(self.data_dir), "--workers", str(self.workers),
                     "--log-level", "warning"]
-        app = "bench.bare:app" if self.via == "bare" else "wsgi:app"
+        app = {"bare": "bench.bare:app", "bare-wsgi": "bench.bare:wsgi"}.get(self.via, "wsgi:app")
         return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), app]
 
     def start(self, timeout: float = 20.0) -> "Server":
@@ -112,8 +121,9 @@ class Server:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        _LIVE.add(self)
         deadline = time.monotonic() + timeout
-        probe = "/healthz" if self.via != "bare" else "/ping"
+        probe = "/ping" if self.via.startswith("bare") else "/healthz"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
@@ -146,6 +156,7 @@ class Server:
             return ""
 
     def stop(self, timeout: float = 15.0) -> None:
+        _LIVE.discard(self)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -31,25 +31,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     spiral = Spiral.build(config)
     app.extensions["spiral"] = spiral
     _configure_blueprints(app)
-    if config.start_ticker:
-        spiral.ticker.start()
+    spiral.start()
     return app
 
 
 def _configure_blueprints(app: Flask) -> None:
-    from .web import api, dashboard, errors, ops, stream
+    from .web import admin, api, dashboard, errors, ops, rituals, stream, ws
 
     errors.init_app(app)
-    app.register_blueprint(stream.bp)
-    app.register_blueprint(api.bp)
-    from .web import rituals
-
-    app.register_blueprint(rituals.bp)
-    app.register_blueprint(ops.bp)
-    app.register_blueprint(dashboard.bp)
-    from .web import admin
-
-    app.register_blueprint(admin.bp)
-    from .web import ws
-
+    for module in (stream, api, rituals, admin, ops, dashboard):
+        app.register_blueprint(module.bp)
     ws.init_app(app)

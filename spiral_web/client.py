@@ -123,7 +123,7 @@ class Listener:
         self.read_timeout = read_timeout
         self._closed = threading.Event()
         self._response: requests.Response | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # RLock: close() may run in a signal handler on this thread
 
     def __iter__(self) -> Iterator[StreamEvent]:
         delay = 1.0
@@ -240,6 +240,7 @@ class Agent:
     pattern: str = "true"
     stream_module: str | None = None  # optional module glob the server filters glints by
     remember = 1024  # how many of its own glint ids it keeps, to never answer itself
+    attempts = 3  # tries per answer when throttled (429) or the server fails; the id makes it safe
 
     def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None,
                  last_event_id: str | int | None = None,
@@ -265,8 +266,8 @@ class Agent:
         self.breath: dict[str, Any] = {}
         self.log = logging.getLogger(f"spiral.agent.{self.module}")
         self._last_event_id = last_event_id
-        self._session = session or requests.Session()
-        self._own_session = session is None
+        self._given_session = session
+        self._session = session  # during run(): one session (kept-alive connection) for answers
         self._own_ids: deque[str] = deque(maxlen=self.remember)
         self._stop = threading.Event()
         self._listener: Listener | None = None
@@ -307,13 +308,27 @@ class Agent:
 
     def emit(self, reply: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
         """Emit `reply` as a child of `parent`. Its id is derived from the parent's unless given, so
-        answering the same glint twice (say, after a restart) is stored once."""
+        answering the same glint twice (a retry, a restart) is stored once. Retries a refusal that
+        may pass later (429, 5xx, no connection) up to `attempts` times."""
         parent_id = str(parent["id"])
         gid = reply.get("id") or _child_id(self.module, parent_id)
         self._own_ids.append(gid)
-        answer = emit_glint(reply.get("module", self.module), reply.get("phase"),
-                            reply.get("context") or {}, id=gid, parent_id=parent_id,
-                            url=self.url, token=self.token, session=self._session)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                answer = emit_glint(reply.get("module", self.module), reply.get("phase"),
+                                    reply.get("context") or {}, id=gid, parent_id=parent_id,
+                                    url=self.url, token=self.token, session=self._session)
+                break
+            except SpiralError as exc:  # throttled or a server error: worth another try
+                if attempt == self.attempts or not (exc.status == 429 or exc.status >= 500):
+                    raise
+                wait = _retry_after(exc.body)
+            except (requests.ConnectionError, requests.Timeout):
+                if attempt == self.attempts:
+                    raise
+                wait = 1.0
+            if self._stop.wait(wait):  # stopping: give up on this answer
+                raise SpiralError(503, {"error": "stopped", "message": "the agent is stopping"})
         self.log.info("answered %s (%s) with %s: %s", parent_id, parent.get("module"), gid,
                       answer.get("status"))
         return answer
@@ -324,6 +339,7 @@ class Agent:
         listener = Listener(self.url, module=self.stream_module, token=self.token,
                             last_event_id=self._last_event_id)
         self._listener = listener
+        self._session = self._given_session or requests.Session()
         if self._stop.is_set():
             listener.close()
         seen = emitted = 0
@@ -347,8 +363,9 @@ class Agent:
         finally:
             listener.close()
             self._last_event_id = listener.last_event_id  # a later run() resumes from here
-            if self._own_session:
+            if self._session is not self._given_session:
                 self._session.close()
+            self._session = self._given_session
         return emitted
 
     def stop(self) -> None:
@@ -363,6 +380,13 @@ def _child_id(module: str, parent_id: str) -> str:
     if len(gid) <= 128:
         return gid
     return f"{module[:80]}:{uuid.uuid5(uuid.NAMESPACE_URL, gid)}"
+
+
+def _retry_after(body: dict[str, Any]) -> float:
+    try:
+        return min(max(float(body.get("retry_after") or 1.0), 0.1), 10.0)
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def _event_id(event: StreamEvent) -> str:

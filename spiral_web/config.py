@@ -35,6 +35,8 @@ class Config:
     quiet_hours: str | None = None  # e.g. "22:00-06:00"
     quiet_tz: str = "UTC"
     capacity: float = 500.0  # glints per second that count as full usage
+    redis_url: str | None = None  # joins workers and hosts into one hub (SPIRAL_REDIS_URL)
+    redis_prefix: str = "spiral:"
     admin_token: str | None = None  # when set, admin actions need `Authorization: Bearer <token>`
     extra: dict[str, Any] = field(default_factory=dict)  # TOML tables later features read
 

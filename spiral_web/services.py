@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .bus import MemoryHub
+from .bus.redis import RedisHub
 from .config import Config
 from .engine.breath import BreathEngine
 from .engine.clock import Clock, FakeClock, SystemClock
@@ -20,7 +21,7 @@ class Spiral:
     config: Config
     clock: Clock
     store: SQLiteStore
-    hub: MemoryHub
+    hub: MemoryHub | RedisHub
     breath: BreathEngine
     orchestrator: Orchestrator
     ticker: BreathTicker
@@ -31,14 +32,35 @@ class Spiral:
         if clock is None:
             clock = FakeClock(SystemClock().now()) if config.fake_clock else SystemClock()
         store = SQLiteStore(config.db_path, synchronous=config.sqlite_sync)
-        hub = MemoryHub(capacity=config.hub_capacity)
-        breath = BreathEngine(config.breath(), clock, backlog=hub.backlog)
+        local = MemoryHub(capacity=config.hub_capacity)
+        breath = BreathEngine(config.breath(), clock, backlog=local.backlog)
         stats = Stats(*store.counts())
-        orchestrator = Orchestrator(store, hub, breath, stats)
+        hub: MemoryHub | RedisHub = local
+        claim = None
+        if config.redis_url:
+            hub = RedisHub(config.redis_url, local, store.replay_after, store.seq_bounds()[1],
+                           on_deliver=_counter(stats, breath), on_control=breath.apply_shared,
+                           prefix=config.redis_prefix)
+            breath.share = hub.share
+            claim = hub.claim
+        orchestrator = Orchestrator(store, hub, breath, stats, count_on_commit=config.redis_url is None)
         rituals = RitualEngine(config.rituals(), clock=clock, store=store, breath=breath,
-                               orchestrator=orchestrator)
+                               orchestrator=orchestrator, **({"claim": claim} if claim else {}))
         orchestrator.rituals = rituals
         return cls(config, clock, store, hub, breath, orchestrator, BreathTicker(orchestrator), rituals)
+
+    def start(self) -> None:
+        """Start the background loops: the breath ticker (when configured) and the Redis reader."""
+        if self.config.start_ticker:
+            self.ticker.start()
+        if isinstance(self.hub, RedisHub):
+            self.hub.start()
+
+    def ready(self) -> dict[str, bool]:
+        checks = {"store": self.store.ping()}
+        if isinstance(self.hub, RedisHub):
+            checks["redis"] = self.hub.ping()
+        return checks
 
     def shutdown(self) -> None:
         """Stop the breath and close every subscription (streams end with a `closing` event)."""
@@ -51,3 +73,15 @@ class Spiral:
         self.rituals.close()
         self.hub.close()
         self.store.close()
+
+
+def _counter(stats: Stats, breath: BreathEngine):
+    """Count every glint the hub delivers (joined workers see the whole hub's traffic)."""
+
+    def on_deliver(event, remote: bool) -> None:
+        if event.kind == "glint_emission":
+            stats.count(event.module, event.phase)
+            if remote:
+                breath.record_ingest("remote")
+
+    return on_deliver

@@ -26,8 +26,10 @@ from .memory import MemoryHub, Subscription
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "spiral:events"
-LISTENERS = "spiral:listeners"
+CHANNEL = "events"
+CONTROL = "control"
+LISTENERS = "listeners"
+CLAIMS = "claim:"
 
 
 class RedisHub:
@@ -40,15 +42,19 @@ class RedisHub:
         replay_after: Callable[[int, str | None, str | None, int], list[Event]],
         last_seq: int,
         on_deliver: Callable[[Event, bool], None] = lambda event, remote: None,
-        prefix: str = "",
+        on_control: Callable[[str, list[object]], None] = lambda op, payload: None,
+        prefix: str = "spiral:",
     ) -> None:
         self.local = local
         self.url = url
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._replay_after = replay_after
         self._on_deliver = on_deliver  # (event, stored by another worker?) for global statistics
+        self._on_control = on_control  # a breath change another worker made (override, block, …)
         self._channel = prefix + CHANNEL
+        self._control = prefix + CONTROL
         self._listeners_key = prefix + LISTENERS
+        self._claims = prefix + CLAIMS
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
                                            health_check_interval=10)
         self._last = last_seq  # highest seq delivered to local subscribers; reader thread only
@@ -77,6 +83,22 @@ class RedisHub:
             self._fill_gap(seq)
             self._deliver(event, remote=False)
         return event
+
+    def share(self, op: str, payload: list[object]) -> None:
+        """Send a breath change (override, rejection, block…) to the other workers."""
+        try:
+            self._redis.publish(self._control, orjson.dumps({"op": op, "p": payload, "w": self.worker_id}))
+        except redis.RedisError as exc:
+            log.warning("redis: could not share %s: %s", op, exc)
+
+    def claim(self, key: str, seconds: float = 3600.0) -> bool:
+        """True for exactly one worker asking for `key` (e.g. one ritual run per phase change).
+
+        Without Redis every worker would claim; when Redis is away this worker goes ahead."""
+        try:
+            return bool(self._redis.set(self._claims + key, self.worker_id, nx=True, ex=int(seconds)))
+        except redis.RedisError:
+            return True
 
     def subscribe(self, filters: Filters | None = None) -> Subscription:
         return self.local.subscribe(filters)
@@ -138,7 +160,7 @@ class RedisHub:
         while not self._stop.is_set():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self._channel)
+                pubsub.subscribe(self._channel, self._control)
                 self.connected = True
                 delay = 0.1
                 self._fill_gap(None)  # whatever was published while we were away
@@ -147,7 +169,11 @@ class RedisHub:
                         self._report_listeners()
                         next_report = time.monotonic() + 1.0
                     message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message["channel"] == self._control.encode():
+                        self._control_message(message["data"])
+                    else:
                         self._receive(message["data"])
             except (redis.RedisError, OSError) as exc:
                 if self.connected:
@@ -163,6 +189,14 @@ class RedisHub:
 
     def _report_listeners(self) -> None:
         self._redis.hset(self._listeners_key, self.worker_id, f"{self.local.listeners}@{time.time():.3f}")
+
+    def _control_message(self, raw: bytes) -> None:
+        msg = orjson.loads(raw)
+        if msg.get("w") != self.worker_id:
+            try:
+                self._on_control(msg["op"], msg["p"])
+            except Exception:
+                log.exception("redis: could not apply %s from another worker", msg.get("op"))
 
     def _receive(self, raw: bytes) -> None:
         head, _, body = raw.partition(b"\n")

@@ -10,7 +10,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 from zoneinfo import ZoneInfo
 
 from .windows import SecondCounter
@@ -286,6 +286,8 @@ class BreathEngine:
         self._blocked: dict[str, float] = {}  # source → blocked until
         self._alerts: list[Alert] = []
         self._caesura_until = 0.0
+        self.share: Callable[[str, list[Any]], None] | None = None  # set when workers are joined
+        self._applying = threading.local()
 
     # -- signals -------------------------------------------------------------------------------
     def record_ingest(self, source: str, n: int = 1) -> None:
@@ -298,6 +300,7 @@ class BreathEngine:
         now = self.clock.now()
         with self._lock:
             self._climate.record(source, False, now)
+        self._share("rejection", [source])
 
     # -- overrides -----------------------------------------------------------------------------
     def override_phase(self, phase: str | None, seconds: float = 300.0) -> None:
@@ -306,6 +309,7 @@ class BreathEngine:
         now = self.clock.now()
         with self._lock:
             self._phase_override = None if phase is None else Override(phase, now, now + seconds)
+        self._share("phase_override", [phase, now, now + seconds])
 
     def override_climate(self, climate: str | None, seconds: float = 300.0) -> None:
         if climate is not None and climate not in CLIMATES:
@@ -313,6 +317,38 @@ class BreathEngine:
         now = self.clock.now()
         with self._lock:
             self._climate_override = None if climate is None else Override(climate, now, now + seconds)
+        self._share("climate_override", [climate, now, now + seconds])
+
+    # -- sharing with other workers ------------------------------------------------------------
+    def _share(self, op: str, payload: list[Any]) -> None:
+        """Tell the other workers (through `self.share`, set when Redis joins them) what changed here."""
+        if self.share is not None and not getattr(self._applying, "remote", False):
+            self.share(op, payload)
+
+    def apply_shared(self, op: str, payload: list[Any]) -> None:
+        """Apply a change another worker made, without telling the others again."""
+        self._applying.remote = True
+        try:
+            if op == "rejection":
+                self.record_rejection(payload[0])
+            elif op in ("phase_override", "climate_override"):
+                value, since, until = payload
+                override = None if value is None else Override(value, since, until)
+                with self._lock:
+                    setattr(self, f"_{op}", override)
+            elif op == "throttle":
+                self.begin_throttle(payload[0])
+            elif op == "block":
+                sources, since, until, message, kind = payload
+                with self._lock:
+                    for src in sources:
+                        self._blocked[src] = max(self._blocked.get(src, 0.0), until)
+                    self._alerts.append(Alert(kind, tuple(sources), since, until, message))
+                    del self._alerts[:-self.MAX_ALERTS]
+            elif op == "caesura":
+                self.declare_caesura(payload[0])
+        finally:
+            self._applying.remote = False
 
     # -- protection (switched on by rituals) ---------------------------------------------------
     def begin_throttle(self, release: float) -> bool:
@@ -320,7 +356,8 @@ class BreathEngine:
         with self._lock:
             started = self._throttle_release is None
             self._throttle_release = release
-            return started
+        self._share("throttle", [release])
+        return started
 
     def block(self, sources: list[str], seconds: float, message: str, kind: str = "suspicion") -> tuple[list[str], Alert | None]:
         """Refuse input from `sources` for `seconds` and raise an alert naming them.
@@ -339,7 +376,8 @@ class BreathEngine:
             alert = Alert(kind, tuple(fresh), now, until, message)
             self._alerts.append(alert)
             del self._alerts[:-self.MAX_ALERTS]
-            return fresh, alert
+        self._share("block", [fresh, now, until, message, kind])
+        return fresh, alert
 
     def declare_caesura(self, until: float) -> bool:
         """Mark the soft shutdown until `until` (the end of this night_hold); True when new."""
@@ -347,7 +385,8 @@ class BreathEngine:
         with self._lock:
             fresh = self._caesura_until <= now
             self._caesura_until = max(self._caesura_until, until)
-            return fresh
+        self._share("caesura", [until])
+        return fresh
 
     def refusal(self, source: str) -> Refusal | None:
         """Why input from `source` must be refused now, or None. Cheap when nothing is on."""

@@ -63,7 +63,7 @@ class _Pending:
 
 
 class Orchestrator:
-    def __init__(self, store, hub, breath: BreathEngine, stats: Stats) -> None:
+    def __init__(self, store, hub, breath: BreathEngine, stats: Stats, count_on_commit: bool = True) -> None:
         self.store = store
         self.hub = hub
         self.breath = breath
@@ -73,6 +73,9 @@ class Orchestrator:
         self.stream_sync = True
         self.last_published_seq = store.seq_bounds()[1]
         self.rituals: Any = None  # the RitualEngine, attached once both exist
+        # In one process the orchestrator counts what it commits; joined through Redis, every
+        # worker counts what the hub delivers instead, so each sees the whole hub's figures.
+        self.count_on_commit = count_on_commit
 
     def emit(self, data: GlintIn, source: str = "local") -> EmitResult:
         """Store and broadcast one glint; raises GlintError when it cannot be accepted."""
@@ -123,15 +126,19 @@ class Orchestrator:
             batch.append(self._queue.popleft())
         try:
             results = self.store.append_batch([p.item for p in batch])
-        except Exception as exc:  # the store failed: nobody in the batch is acknowledged
+        except BaseException as exc:  # the store failed: nobody in the batch is acknowledged
             self.stream_sync = False
+            failure = exc if isinstance(exc, Exception) else RuntimeError("the commit was interrupted")
             for p in batch:
-                p.result, p.done = exc, True
+                p.result, p.done = failure, True
+            if not isinstance(exc, Exception):
+                raise
             return
         for p, r in zip(batch, results):
             if r.glint is not None and not r.duplicate:
                 g = r.glint
-                self.stats.count(g.module, g.phase)
+                if self.count_on_commit:
+                    self.stats.count(g.module, g.phase)
                 self.hub.publish("glint_emission", data=g.json, seq=g.seq, module=g.module, phase=g.phase)
                 self.last_published_seq = g.seq
             p.result, p.done = r, True
@@ -152,7 +159,7 @@ class Orchestrator:
     def statistics(self) -> dict[str, Any]:
         snap = self.stats.snapshot()
         snap.update(
-            stream_sync=self.stream_sync,
+            stream_sync=self.stream_sync and getattr(self.hub, "connected", True),
             listeners=self.hub.listeners,
             last_seq=self.last_published_seq,
             rates={

@@ -212,12 +212,16 @@ class RitualEngine:
     QUEUE_SIZE = 256
 
     def __init__(self, specs: list[RitualSpec], *, clock, store, breath: BreathEngine,
-                 orchestrator: Orchestrator, queue_size: int = QUEUE_SIZE) -> None:
+                 orchestrator: Orchestrator, queue_size: int = QUEUE_SIZE,
+                 claim: Callable[[str], bool] = lambda key: True) -> None:
         self.specs = {s.name: s for s in specs}
         self.clock = clock
         self.store = store
         self.breath = breath
         self.orchestrator = orchestrator
+        # A breath change is seen by every worker; `claim` lets exactly one of them act on it
+        # (glints need no claim: only the worker that stored a glint evaluates it).
+        self.claim = claim
         self.stopping = threading.Event()  # set on close: webhook backoffs end at once
         self._order = [s for s in specs if s.enabled]
         self._caesura = any(s.action == "caesura" for s in self._order)
@@ -276,6 +280,8 @@ class RitualEngine:
 
     def _consider(self, spec: RitualSpec, event: str, glint: Glint | None, state: BreathState) -> None:
         """Gate one matching ritual (phases, window, cooldown, caesura), then run or record it."""
+        if glint is None and not self.claim(f"{spec.name}:{event}:{state.phase_started_at}:{state.climate}"):
+            return  # another worker took this breath change
         now = self.clock.now()
         with self._lock:
             st = self._state[spec.name]

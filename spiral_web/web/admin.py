@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine.breath import CLIMATES, PHASES, iso
 from ..engine.glints import GlintError
-from .auth import bearer_token, require_admin
+from .auth import require_admin
 from .common import json_response, spiral
+from .schemas import BreathOut
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -52,7 +53,7 @@ class ClimateOverrideIn(BaseModel):
 class OverrideAnswer(BaseModel):
     status: Literal["phase_set", "phase_released", "climate_set", "climate_released"]
     until: str | None = Field(description="When the override ends (ISO 8601), null when released.")
-    breath: dict[str, Any] = Field(description="The breath state after the change (as /api/breath).")
+    breath: BreathOut = Field(description="The breath state after the change (as /api/breath).")
 
 
 @bp.post("/phase")
@@ -148,7 +149,3 @@ def _body(model: type[BaseModel]) -> Any:
 def _answer(status: str, until: float | None):
     return json_response({"status": status, "until": iso(until) if until is not None else None,
                           "breath": spiral().breath.state().to_dict()})
-
-
-__all__ = ["bp", "bearer_token", "check_token", "same_origin", "set_climate", "set_phase",
-           "PhaseOverrideIn", "ClimateOverrideIn", "OverrideAnswer"]

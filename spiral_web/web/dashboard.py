@@ -11,20 +11,31 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
-from flask import (Blueprint, Flask, Response, abort, current_app, redirect, render_template, request,
-                   url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder
 
 from ..engine.breath import CLIMATES, CYCLE, PHASES
 from ..engine.events import Event, Filters
 from ..engine.feed import listener_feed
-from ..engine.glints import Glint, GlintError, validate_glint
+from ..engine.glints import GlintError, validate_glint
 from . import admin
+from .auth import bearer_token
 from .common import last_event_id, source, spiral, stream_filters
 from .stream import SSE_HEADERS
 
@@ -93,6 +104,7 @@ def emit():
     form = {k: request.form.get(k, "") for k in ("module", "phase", "context")}
     errors: list[dict[str, str]] = []
     notice = None
+    status = 200
     try:
         try:
             context = orjson.loads(form["context"]) if form["context"].strip() else {}
@@ -104,10 +116,10 @@ def emit():
         result = spiral().orchestrator.emit(data, source())
         notice = f"Glint {result.glint.id} broadcast (seq {result.glint.seq})."
         form = {}
-    except GlintError as exc:
+    except GlintError as exc:  # invalid (422), or refused while the hub protects itself (429)
         spiral().breath.record_rejection(source())
         errors = exc.details or [{"field": "", "problem": exc.message}]
-    status = 422 if errors else 200
+        status = exc.status
     if request.headers.get("HX-Request"):
         html = render_template("dashboard/_emit_form.html", form=form, form_errors=errors,
                                notice=notice, phases=PHASES)
@@ -125,7 +137,7 @@ def admin_form():
     errors: dict[str, str] = {}
     notice = None
     status = 200
-    given = admin.bearer_token() or form.get("token") or None
+    given = bearer_token() or form.get("token") or None
     refusal = admin.check_token(given)
     if refusal is not None:
         status, errors["token"] = refusal
@@ -155,6 +167,8 @@ def admin_form():
             status = exc.status
             for d in exc.details or [{"field": "form", "problem": exc.message}]:
                 errors[d["field"]] = d["problem"]
+    if status >= 400:
+        spiral().breath.record_rejection(source())  # refused admin actions count for the climate
     if request.headers.get("HX-Request"):
         html = render_template("dashboard/_admin.html", admin_form=form, admin_errors=errors,
                                admin_notice=notice, **_admin_context())
@@ -197,7 +211,7 @@ def stream():
     return response
 
 
-def _dashboard_events(feed: Iterator[list[Event] | None], app: Flask, panels: "Panels",
+def _dashboard_events(feed: Iterator[list[Event] | None], app: Flask, panels: Panels,
                       greeting: bytes, heartbeat: float, script_root: str) -> Iterator[bytes]:
     """The SSE body: events as HTML, plus the statistics panels when they changed (at most once a
     second), plus a comment heartbeat when nothing else was written for `heartbeat` seconds.
@@ -398,7 +412,7 @@ def _minutes(m: float) -> str:
 # -- template helpers ------------------------------------------------------------------------------
 
 def _ts(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(iso).timestamp()  # Python 3.11 reads the trailing "Z"
 
 
 def countdown(seconds: float) -> str:
@@ -470,4 +484,3 @@ def _constants() -> dict[str, Any]:
     return {"phases": PHASES, "cycle": CYCLE, "climates": CLIMATES}
 
 
-__all__ = ["bp", "Panels", "activity", "countdown", "Glint"]

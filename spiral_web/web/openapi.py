@@ -9,10 +9,12 @@ from pydantic.json_schema import models_json_schema
 
 from ..engine.glints import GlintIn
 from . import schemas as s
+from .admin import ClimateOverrideIn, OverrideAnswer, PhaseOverrideIn
 
 MODELS: list[type[BaseModel]] = [
     GlintIn, s.GlintOut, s.EmitAnswer, s.GlintPage, s.Lineage, s.StatsOut, s.BreathOut, s.ErrorOut,
     s.RitualList, s.RunPage, s.InvokeIn, s.InvokeOut, s.DryRunIn, s.DryRunOut, s.RitualRun,
+    PhaseOverrideIn, ClimateOverrideIn, OverrideAnswer,
 ]
 
 
@@ -122,6 +124,20 @@ def build_openapi(version: str) -> dict[str, Any]:
                 "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(s.DryRunIn)}}},
                 "responses": {"200": _json(s.DryRunOut, "The matches; nothing was run or recorded"),
                               **_errors(400, 404, 415, 422)},
+            }},
+            "/api/admin/phase": {"post": {
+                "summary": "Hold the breath in one phase for a while, or release it (admin)",
+                "operationId": "overridePhase", "security": [{"adminToken": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(PhaseOverrideIn)}}},
+                "responses": {"200": _json(OverrideAnswer, "Done; the breath was published to every listener"),
+                              **_errors(400, 401, 403, 415, 422)},
+            }},
+            "/api/admin/climate": {"post": {
+                "summary": "Set the climate for a while, or let traffic decide again (admin)",
+                "operationId": "overrideClimate", "security": [{"adminToken": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(ClimateOverrideIn)}}},
+                "responses": {"200": _json(OverrideAnswer, "Done; the breath was published to every listener"),
+                              **_errors(400, 401, 403, 415, 422)},
             }},
             "/api/stats": {"get": {"summary": "Statistics", "operationId": "getStats",
                                    "responses": {"200": _json(s.StatsOut, "Statistics")}}},

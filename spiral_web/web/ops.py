@@ -22,7 +22,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    checks = {"store": spiral().store.ping()}
+    checks = spiral().ready()
     ok = all(checks.values())
     return json_response({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
 

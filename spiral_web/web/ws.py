@@ -126,11 +126,10 @@ def websocket(ws) -> None:
 class _Pump:
     """One subscription's sender: the listener feed, written to the socket from its own thread."""
 
-    def __init__(self, conn: _Connection, sub: Any, feed: Any, greeting: list[str]) -> None:
+    def __init__(self, conn: _Connection, sub: Any, feed: Any) -> None:
         self.conn = conn
         self.sub = sub
         self.feed = feed
-        self.greeting = greeting
         self.stopped = False  # set under the connection's lock: no write happens after it
         self.thread = threading.Thread(target=self._run, name="spiral-ws-send", daemon=True)
 
@@ -146,8 +145,6 @@ class _Pump:
     def _run(self) -> None:
         conn = self.conn
         try:
-            if not conn.send(self.greeting, self):
-                return
             for batch in self.feed:
                 if batch is None:
                     if not conn.send([_HEARTBEAT], self):
@@ -160,9 +157,7 @@ class _Pump:
                     reason = orjson.loads(last.data).get("reason", last.kind)
                     conn.close(_CLOSE_CODES[last.kind], str(reason), self)
                     return
-        except (
-            Exception
-        ):  # e.g. the store failing mid-replay: say so, never leave a half-dead socket
+        except Exception:  # e.g. the store failing mid-replay: say so, leave no half-dead socket
             log.exception("websocket sender failed")
             conn.close(1011, "server error; reconnect with last_event_id to resume", self)
         finally:
@@ -182,8 +177,9 @@ class _Connection:
         self._pump: _Pump | None = None
         # Bounds every write (see send). The reader thread only calls recv() once its selector
         # says data is there (simple-websocket does so whenever ping_interval is set), so the
-        # timeout never fires on an idle but healthy connection.
-        ws.sock.settimeout(send_timeout)
+        # timeout never fires on an idle but healthy connection; without pings it would.
+        if ws.ping_interval:
+            ws.sock.settimeout(send_timeout)
 
     # -- receiving (the handler's thread) ------------------------------------------------------
     def serve(self) -> None:
@@ -194,9 +190,7 @@ class _Connection:
                     self._handle(raw)
         except ConnectionClosed:
             max_size = self.ws.max_message_size
-            if (
-                max_size and self.ws.incoming_message_len > max_size
-            ):  # closed with 1009 by the library
+            if max_size and self.ws.incoming_message_len > max_size:  # the library sent 1009
                 self.hub.breath.record_rejection(self.source)
         finally:
             self._stop_pump()
@@ -212,12 +206,7 @@ class _Connection:
         try:
             frame = _decode(raw)
             ref = frame.get("ref")
-            if ref is not None and not (
-                isinstance(ref, str)
-                and len(ref) <= REF_MAX
-                or isinstance(ref, int)
-                and not isinstance(ref, bool)
-            ):
+            if not _valid_ref(ref):
                 ref = None
                 raise GlintError(
                     400,
@@ -283,11 +272,12 @@ class _Connection:
             "phase": sorted(filters.phases),
             "last_event_id": resume,
         }
-        pump = _Pump(
-            self, sub, feed, [orjson.dumps(answer).decode(), notice("breath", **breath).ws]
-        )
-        self._pump = pump
-        pump.start()
+        # Answered here, in frame order; events follow from the sender once the greeting is out.
+        if not self.send([orjson.dumps(answer).decode(), notice("breath", **breath).ws]):
+            sub.close()  # the feed never started, so its own cleanup will not run
+            return
+        self._pump = _Pump(self, sub, feed)
+        self._pump.start()
 
     def _emit(self, frame: dict[str, Any], ref: Any) -> None:
         data = validate_glint(frame.get("glint"))
@@ -330,10 +320,6 @@ class _Connection:
                 pass
             self.ws.event.set()  # the handler is waiting in receive()
 
-    def abort(self) -> None:
-        with self.lock:
-            self._abort_locked()
-
     def _abort_locked(self) -> None:
         """Give up on the socket at once (stalled or broken): no close handshake."""
         if self.closed:
@@ -345,6 +331,15 @@ class _Connection:
         except OSError:
             pass
         self.ws.event.set()
+
+
+def _valid_ref(ref: Any) -> bool:
+    """A ref is echoed in answers: a short string, an integer, or absent."""
+    if ref is None:
+        return True
+    if isinstance(ref, str):
+        return len(ref) <= REF_MAX
+    return isinstance(ref, int) and not isinstance(ref, bool)
 
 
 def _decode(raw: str | bytes) -> dict[str, Any]:

@@ -61,7 +61,7 @@
   function showFlow() {
     const pause = $("pause");
     const badge = $("new-count");
-    if (pause) pause.setAttribute("aria-pressed", String(flow.paused));
+    if (pause) pause.dataset.state = flow.paused ? "paused" : "live"; // its label says what a click does
     if (badge) {
       badge.hidden = !flow.paused || flow.held === 0;
       const n = $("new-n");
@@ -129,6 +129,8 @@
     syncBreath();
     const list = $("timeline");
     if (list && !flow.paused) trim(list, limit());
+    const more = $("timeline-more");
+    if (list && more && more.dataset.state === "none" && list.children.length >= limit()) more.dataset.state = "more";
     trim($("timeline-held"), limit());
     if (list && list.children.length) $("timeline-empty")?.remove();
     showFlow();

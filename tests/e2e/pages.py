@@ -14,7 +14,7 @@ class Dashboard:
         self.page = page
         self.base_url = base_url
 
-    def open(self, path: str = "/") -> "Dashboard":
+    def open(self, path: str = "/") -> Dashboard:
         self.page.goto(self.base_url + path)
         self.expect_live()
         return self

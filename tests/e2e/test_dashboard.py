@@ -36,8 +36,8 @@ def advance(server, seconds: float) -> dict:
 def to_phase_end(server) -> dict:
     """Move the server's fake clock just past the end of the current phase."""
     state = breath(server)
-    ends = datetime.fromisoformat(state["phase_ends_at"].replace("Z", "+00:00")).timestamp()
-    now = datetime.fromisoformat(state["server_time"].replace("Z", "+00:00")).timestamp()
+    ends = datetime.fromisoformat(state["phase_ends_at"]).timestamp()
+    now = datetime.fromisoformat(state["server_time"]).timestamp()
     return advance(server, ends - now + 0.01)
 
 
@@ -170,13 +170,13 @@ def test_pause_holds_new_glints_and_resume_loses_none(live_server, page):
     first = [post(live_server, module="breath.emitter", context={"n": i})["seq"] for i in range(3)]
     board = Dashboard(page, live_server.url).open()
     board.pause_button.click()
-    expect(board.pause_button).to_have_attribute("aria-pressed", "true")
+    expect(board.pause_button).to_have_attribute("data-state", "paused")
     held = [post(live_server, module="memory.scroll", context={"n": i})["seq"] for i in range(5)]
     expect(board.new_count).to_have_text("5 new")
     expect(board.rows).to_have_count(3)  # the reader's page stays still
     board.screenshot("dashboard-paused.png")
     board.new_count.click()
-    expect(board.pause_button).to_have_attribute("aria-pressed", "false")
+    expect(board.pause_button).to_have_attribute("data-state", "live")
     expect(board.new_count).to_be_hidden()
     assert board.shown_seqs() == list(reversed(first + held))
 
@@ -185,11 +185,11 @@ def test_pause_holds_new_glints_and_resume_loses_none(live_server, page):
         more = sorted(pool.map(lambda i: post(live_server, module="agent.listener", context={"i": i})["seq"], range(40)))
     expect(board.glint(more[-1])).to_be_visible()
     page.locator("#timeline-body").evaluate("b => { b.scrollTop = 400; }")
-    expect(board.pause_button).to_have_attribute("aria-pressed", "true")
+    expect(board.pause_button).to_have_attribute("data-state", "paused")
     late = [post(live_server, module="shrine.system")["seq"] for _ in range(2)]
     expect(board.new_count).to_have_text("2 new")
     page.locator("#timeline-body").evaluate("b => { b.scrollTop = 0; }")
-    expect(board.pause_button).to_have_attribute("aria-pressed", "false")
+    expect(board.pause_button).to_have_attribute("data-state", "live")
     seqs = board.shown_seqs()
     assert seqs == sorted(seqs, reverse=True) and len(seqs) == len(set(seqs)) == 50
     assert seqs[:2] == late[::-1]
@@ -219,8 +219,8 @@ def test_a_glint_opens_with_its_context_and_lineage(live_server, page):
     root = post(live_server, module="memory.scroll", phase="inhale", context={"intention": "morning_emergence"})
     child = post(live_server, module="ritual.archival", parent_id=root["id"],
                  context={"ritual": "archival", "moved": 12, "note": HOSTILE})
-    grandchild = post(live_server, module="agent.scribe", parent_id=child["id"], context={"wrote": "summary"})
-    sibling = post(live_server, module="agent.listener", parent_id=child["id"], context={"ritual": {"name": "watcher"}})
+    post(live_server, module="agent.scribe", parent_id=child["id"], context={"wrote": "summary"})
+    post(live_server, module="agent.listener", parent_id=child["id"], context={"ritual": {"name": "watcher"}})
     board = Dashboard(page, live_server.url).open()
     expect(board.glint(child["seq"]).locator(".tag.ritual")).to_have_text("⟲ archival")
 
@@ -385,22 +385,35 @@ def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_serv
     assert str(before[-1]) in resumes  # resumed with Last-Event-ID, not from scratch
 
     # 2. A background tab: htmx closes the stream while hidden and resumes when shown again.
-    page.evaluate("""() => {
-        Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
-        document.dispatchEvent(new Event('visibilitychange'));
-    }""")
+    hide(page, True)
     page.wait_for_timeout(300)
     asleep = [post(live_server, module="agent.listener", context={"n": i})["seq"] for i in range(3)]
-    page.evaluate("""() => {
-        Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
-        document.dispatchEvent(new Event('visibilitychange'));
-    }""")
+    hide(page, False)
     expect(board.glint(asleep[-1])).to_be_visible(timeout=10_000)
     after = post(live_server, module="shrine.system")["seq"]
     expect(board.glint(after)).to_be_visible()
     seqs = board.shown_seqs()
     assert seqs == sorted(before + missed + asleep + [after], reverse=True)  # no gap, no duplicate
+
+    # 3. Asleep for longer than the page holds: the server sends the newest rows in one message
+    #    instead of replaying everything; the page still shows the newest rows without a gap.
+    hide(page, True)
+    with ThreadPoolExecutor(8) as pool:
+        lots = list(pool.map(lambda i: post(live_server, module="sensor.garden", context={"i": i})["seq"], range(230)))
+    hide(page, False)
+    expect(board.glint(max(lots))).to_be_visible(timeout=10_000)
+    seqs = board.shown_seqs()
+    assert seqs == list(range(max(lots), max(lots) - 200, -1))
+    expect(page.locator("#timeline-more button")).to_be_visible()
     assert page.js_errors == []
+
+
+def hide(page, hidden: bool) -> None:
+    """Tell the page it went to the background (or came back), as a browser does with a tab."""
+    page.evaluate("""hidden => {
+        Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""", hidden)
 
 
 def test_phone_layout_fits_and_stays_usable(live_server, browser):
@@ -449,6 +462,9 @@ def test_screenshot_of_a_living_hub(live_server, browser, size):
             assert resp.status_code == 201
             ids.append(resp.json()["id"])
         session.post(live_server.url + "/_test/clock", json={"advance": 10}, timeout=5)
+    while to_phase_end(live_server)["phase"] != "exhale":  # a picture mid-breath, not at a seam
+        pass
+    advance(live_server, 6)
     context = browser.new_context(viewport={"width": size[0], "height": size[1]})
     try:
         page = context.new_page()

@@ -221,6 +221,37 @@ def test_run_survives_a_failing_respond_and_stops_after_max_events(monkeypatch, 
     assert [c["parent_id"] for c in emitted] == ["after-boom"]
 
 
+def test_a_throttled_answer_is_retried_with_the_same_id(monkeypatch):
+    tries: list[str] = []
+
+    def throttled_once(module, phase=None, context=None, **kwargs):
+        tries.append(kwargs["id"])
+        if len(tries) == 1:
+            raise client.SpiralError(429, {"error": "throttled", "retry_after": 0})
+        return {"status": "glint_broadcast", "id": kwargs["id"]}
+
+    monkeypatch.setattr(client, "emit_glint", throttled_once)
+    keeper = MemoryKeeper("http://hub.invalid")
+    keeper.handle(breath("return"))
+    assert keeper.handle(glint("memory.scroll", "busy"))["status"] == "glint_broadcast"
+    assert tries == ["agent.memory_keeper:busy"] * 2
+
+
+def test_a_refused_answer_is_not_retried(monkeypatch):
+    tries: list[str] = []
+
+    def refuse(module, phase=None, context=None, **kwargs):
+        tries.append(kwargs["id"])
+        raise client.SpiralError(422, {"error": "invalid_glint"})
+
+    monkeypatch.setattr(client, "emit_glint", refuse)
+    keeper = MemoryKeeper("http://hub.invalid")
+    keeper.handle(breath("return"))
+    with pytest.raises(client.SpiralError):
+        keeper.handle(glint("memory.scroll", "bad"))
+    assert len(tries) == 1
+
+
 def test_stop_ends_run_promptly(server):
     agent = MemoryKeeper(server.url)
     runner = threading.Thread(target=agent.run)

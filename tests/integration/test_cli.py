@@ -11,6 +11,7 @@ import orjson
 import pytest
 import requests
 
+from spiral_web import cli
 from spiral_web.cli import SEED_GLINTS
 from tests.support import ServerProcess
 
@@ -62,7 +63,7 @@ def last_seq(url: str) -> int:
     return requests.get(f"{url}/api/stats", timeout=5).json()["last_seq"]
 
 
-def test_emit_prints_the_answer(shared):
+def test_emit_prints_the_answer(shared, capsys):
     gid = f"cli-{uuid.uuid4().hex[:8]}"
     done = spiral("emit", "memory.scroll", "--phase", "exhale", "--context", '{"k": [1, 2]}',
                   "--id", gid, "--url", shared.url)
@@ -73,22 +74,28 @@ def test_emit_prints_the_answer(shared):
     glint = requests.get(f"{shared.url}/api/glints/{gid}", timeout=5).json()
     assert (glint["module"], glint["phase"], glint["context"]) == ("memory.scroll", "exhale",
                                                                   {"k": [1, 2]})
-    again = spiral("emit", "memory.scroll", "--id", gid, "--url", shared.url)
-    assert orjson.loads(again.stdout)["status"] == "glint_duplicate"
-    child = spiral("emit", "memory.scroll", "--parent-id", gid, "--url", shared.url)
-    assert child.returncode == 0, child.stderr
-    child_id = orjson.loads(child.stdout)["id"]
-    assert requests.get(f"{shared.url}/api/glints/{child_id}", timeout=5).json()["parent_id"] == gid
+
+    # the same command in-process (no interpreter start-up): --parent-id and a repeated id
+    assert cli.main(["emit", "memory.scroll", "--parent-id", gid, "--url", shared.url]) == 0
+    child = orjson.loads(capsys.readouterr().out)
+    assert requests.get(f"{shared.url}/api/glints/{child['id']}", timeout=5).json()[
+        "parent_id"] == gid
+    assert cli.main(["emit", "memory.scroll", "--id", gid, "--url", shared.url]) == 0
+    assert orjson.loads(capsys.readouterr().out)["status"] == "glint_duplicate"
 
 
-def test_emit_reports_refusals(shared):
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        pytest.param(["a.b", "--context", "{nope"], 2, "--context must be a JSON object",
+                     id="bad-context"),
+        pytest.param(["Bad Module"], 1, "refused: 422 invalid_glint: module:", id="refused"),
+    ],
+)
+def test_emit_reports_refusals(shared, capsys, args, code, says):
     before = requests.get(f"{shared.url}/api/stats", timeout=5).json()["total"]
-    bad_context = spiral("emit", "a.b", "--context", "{nope", "--url", shared.url)
-    assert bad_context.returncode == 2
-    assert "--context must be a JSON object" in bad_context.stderr
-    refused = spiral("emit", "Bad Module", "--url", shared.url)
-    assert refused.returncode == 1
-    assert "refused: 422 invalid_glint: module:" in refused.stderr
+    assert cli.main(["emit", *args, "--url", shared.url]) == code
+    assert says in capsys.readouterr().err
     assert requests.get(f"{shared.url}/api/stats", timeout=5).json()["total"] == before
 
 
@@ -101,7 +108,8 @@ def test_listen_prints_json_lines_and_stops_after_count(shared):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )
     try:
-        assert spiral("emit", "shrine.system", "--url", shared.url).returncode == 0  # filtered
+        requests.post(f"{shared.url}/stream/glint", json={"module": "shrine.system"},
+                      timeout=5)  # filtered out
         heard = spiral("emit", "memory.scroll", "--phase", "hold", "--url", shared.url)
         assert heard.returncode == 0, heard.stderr
         out, err = listener.communicate(timeout=30)

@@ -177,6 +177,21 @@ def test_subscribe_then_emit_on_the_same_socket(hub):
         )
 
 
+def test_answers_come_in_the_order_of_the_frames(hub):
+    with connect(hub.url) as ws:
+        ws.send({"type": "ping", "ref": 1})
+        ws.send({"type": "subscribe", "ref": 2, "module": "wsorder.*"})
+        ws.send({"type": "emit", "ref": 3, "glint": {"module": "wsorder.a"}})
+        frames = [ws.recv() for _ in range(5)]
+    assert [f.get("type") or f["event"] for f in frames[:3]] == ["pong", "subscribed", "breath"]
+    assert [f["ref"] for f in frames[:2]] == [1, 2]
+    # then the answer to the emit and its broadcast, in either order
+    assert sorted(f.get("type") or f["event"] for f in frames[3:]) == [
+        "emit_result",
+        "glint_emission",
+    ]
+
+
 def test_emit_is_validated_like_the_post(hub):
     with connect(hub.url) as ws:
         ws.send({"type": "emit", "ref": 7, "glint": {"module": "Not A Module", "surprise": 1}})
@@ -368,6 +383,7 @@ def tight_server(tmp_path) -> Iterator[Callable[[float], ServerProcess]]:
                 "SPIRAL_FAKE_CLOCK": "1",
                 "SPIRAL_CONFIG": str(config),
                 "SPIRAL_HUB_CAPACITY": "32",
+                "SPIRAL_HEARTBEAT_SECONDS": "0.3",
             },
         )
         started.append(proc)
@@ -445,6 +461,7 @@ def test_a_listener_that_falls_behind_gets_a_dropped_notice_then_a_close(tight_s
     with connect(url, **SMALL_RCVBUF) as slow, connect(url) as healthy:
         slow.subscribe()
         healthy.subscribe()
+        healthy.until(lambda f: f.get("type") == "heartbeat")  # quiet for a while: a heartbeat
         reader = Drain(healthy, until_module="wsdrop.end")
         fill(url, "wsdrop.pad", 6)  # the slow one's sender now waits on its full socket ...
         for n in range(40):  # ... while the hub moves on by more than its ring keeps (32)
@@ -456,7 +473,8 @@ def test_a_listener_that_falls_behind_gets_a_dropped_notice_then_a_close(tight_s
     dropped = frames[-1]["data"]
     assert "behind" in dropped["reason"] and isinstance(dropped["last_id"], int)
     assert code == 1008 and "behind" in reason
-    assert all(f.get("event") == "glint_emission" for f in frames[:-1])
+    seqs = [f["id"] for f in frames if f.get("event") == "glint_emission"]
+    assert seqs == sorted(seqs) and seqs[-1] == dropped["last_id"]  # the point to resume from
     wait_for_listeners(url, 0)
 
 
