@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from .bus import MemoryHub
-from .bus.redis import RedisHub
 from .config import Config
 from .engine.breath import BreathEngine
 from .engine.clock import Clock, FakeClock, SystemClock
@@ -15,13 +16,16 @@ from .engine.rituals import RitualEngine
 from .engine.stats import Stats
 from .store import SQLiteStore
 
+if TYPE_CHECKING:
+    from .bus.redis import RedisHub
+
 
 @dataclass
 class Spiral:
     config: Config
     clock: Clock
     store: SQLiteStore
-    hub: MemoryHub | RedisHub
+    hub: "MemoryHub | RedisHub"
     breath: BreathEngine
     orchestrator: Orchestrator
     ticker: BreathTicker
@@ -35,9 +39,11 @@ class Spiral:
         local = MemoryHub(capacity=config.hub_capacity)
         breath = BreathEngine(config.breath(), clock, backlog=local.backlog)
         stats = Stats(*store.counts())
-        hub: MemoryHub | RedisHub = local
+        hub: "MemoryHub | RedisHub" = local
         claim = None
         if config.redis_url:
+            from .bus.redis import RedisHub  # only now: redis imports ssl, which gevent must patch first
+
             hub = RedisHub(config.redis_url, local, store.replay_after, store.seq_bounds()[1],
                            on_deliver=_counter(stats, breath), on_control=breath.apply_shared,
                            prefix=config.redis_prefix)
@@ -53,13 +59,13 @@ class Spiral:
         """Start the background loops: the breath ticker (when configured) and the Redis reader."""
         if self.config.start_ticker:
             self.ticker.start()
-        if isinstance(self.hub, RedisHub):
-            self.hub.start()
+        if self.config.redis_url:
+            self.hub.start()  # type: ignore[union-attr]
 
     def ready(self) -> dict[str, bool]:
         checks = {"store": self.store.ping()}
-        if isinstance(self.hub, RedisHub):
-            checks["redis"] = self.hub.ping()
+        if self.config.redis_url:
+            checks["redis"] = self.hub.ping()  # type: ignore[union-attr]
         return checks
 
     def shutdown(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -13,6 +15,13 @@ from ..services import Spiral
 from .common import json_response, spiral
 
 bp = Blueprint("ops", __name__)
+
+
+@bp.after_app_request
+def _served_by(response):
+    """Which worker answered: operators (and the multi-worker tests) can tell workers apart."""
+    response.headers["X-Spiral-Worker"] = str(os.getpid())
+    return response
 
 
 @bp.get("/healthz")

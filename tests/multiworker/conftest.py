@@ -66,3 +66,17 @@ def hub_pair(tmp_path, redis_server):
     yield a, b
     a.stop()
     b.stop()
+
+
+@pytest.fixture
+def gunicorn_pair(tmp_path, redis_server):
+    """One `spiral serve --workers 2`: gunicorn with two gevent workers on one port, one SQLite file."""
+    proc = ServerProcess(tmp_path / "workers", env={"SPIRAL_REDIS_URL": redis_server.url, "SPIRAL_FAKE_CLOCK": "0"},
+                         workers=2).start()
+    yield proc
+    proc.stop()
+
+
+def worker_pids(server: ServerProcess) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout
+    return sorted(int(p) for p in out.split())

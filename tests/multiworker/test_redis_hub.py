@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 
 import requests
 
-from spiral_web.client import emit_glint, parse_sse
+from spiral_web.client import Listener, emit_glint
+
+from ..support import ServerProcess
 
 
 class StreamCollector:
-    """Reads one SSE connection in a thread and keeps the glint events it sees."""
+    """Reads one stream with the client's Listener in a thread and keeps the glints it sees."""
 
-    def __init__(self, url: str, last_event_id: int | None = None, **params: str) -> None:
-        headers = {"Accept": "text/event-stream"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = str(last_event_id)
-        self.resp = requests.get(url + "/stream", params=params, headers=headers, stream=True, timeout=(5, 30))
+    def __init__(self, url: str, last_event_id: int | None = None, reconnect: bool = False) -> None:
+        self.listener = Listener(url, last_event_id=last_event_id, reconnect=reconnect, read_timeout=30)
         self.events: list = []
         self.notices: list = []
+        self.greetings = 0
         self.connected = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -27,17 +28,14 @@ class StreamCollector:
 
     def _read(self) -> None:
         try:
-            for item in parse_sse(self.resp.iter_content(chunk_size=None)):
-                if isinstance(item, int):
-                    continue
+            for item in self.listener:
                 if item.event == "breath":
+                    self.greetings += 1
                     self.connected.set()
                 elif item.event == "glint_emission":
                     self.events.append(item)
                 else:
                     self.notices.append(item)
-        except Exception:
-            pass
         finally:
             self.connected.set()
 
@@ -51,7 +49,8 @@ class StreamCollector:
         return self.seqs()
 
     def close(self) -> None:
-        self.resp.close()
+        self.listener.close()
+        self._thread.join(5)
 
 
 def test_a_glint_posted_to_either_process_reaches_listeners_on_both(hub_pair):
@@ -156,3 +155,38 @@ def test_redis_restart_loses_nothing_and_readiness_says_so(hub_pair, redis_serve
         assert on_b.wait_for(5, timeout=15) == [before, *during, after]
     finally:
         on_b.close()
+
+
+def test_each_ritual_fires_once_for_the_whole_hub(tmp_path, redis_server):
+    """A breath change is seen by both processes; the ritual it triggers runs once. A glint-triggered
+    ritual runs once per glint, whichever process stored the glint."""
+    config = tmp_path / "spiral.toml"
+    config.write_text(
+        '[rituals.turn]\nrule = \'event == "phase_change"\'\naction = "emit"\nmodule = "ritual.turn"\n'
+        "essential = true\n\n"
+        '[rituals.bell]\nrule = \'module == "bell.tower"\'\naction = "emit"\nmodule = "ritual.bell"\n'
+        "essential = true\n"
+    )
+    env = {"SPIRAL_REDIS_URL": redis_server.url, "SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}
+    a = ServerProcess(tmp_path / "shared", env=env, log_path=tmp_path / "a.log").start()
+    b = ServerProcess(tmp_path / "shared", env=env, log_path=tmp_path / "b.log").start()
+    try:
+        state = requests.get(a.url + "/api/breath").json()
+        ends = datetime.fromisoformat(state["phase_ends_at"].replace("Z", "+00:00")).timestamp()
+        for server in (a, b):  # both clocks to the same instant, just past the phase's end
+            requests.post(server.url + "/_test/clock", json={"set": ends + 0.5}).raise_for_status()
+        for i in range(3):
+            emit_glint("bell.tower", None, {"i": i}, url=(a, b)[i % 2].url)
+
+        def runs(name):
+            history = requests.get(a.url + "/api/rituals/history", params={"ritual": name}).json()
+            return [r for r in history["runs"] if r["status"] == "ok"]
+
+        deadline = time.monotonic() + 10
+        while (len(runs("bell")) < 3 or not runs("turn")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(runs("turn")) == 1
+        assert len(runs("bell")) == 3
+    finally:
+        a.stop()
+        b.stop()
