@@ -122,6 +122,7 @@ class Listener:
         self.reconnect = reconnect
         self.read_timeout = read_timeout
         self._closed = threading.Event()
+        self.worker: str | None = None
         self._response: requests.Response | None = None
         self._lock = threading.RLock()  # RLock: close() may run in a signal handler on this thread
 
@@ -142,6 +143,7 @@ class Listener:
                         raise SpiralError(resp.status_code, _json_or_text(resp))
                     with self._lock:
                         self._response = resp
+                    self.worker = resp.headers.get("X-Spiral-Worker")  # which server process
                     if self._closed.is_set():
                         return
                     for item in parse_sse(resp.iter_content(chunk_size=None)):
