@@ -108,10 +108,13 @@ class MemoryHub:
     def listeners(self) -> int:
         return len(self._subs)
 
+    BACKLOG_POPULATION = 20
+
     def backlog(self) -> float:
         """The share of subscribers more than half a buffer behind (0..1), refreshed once a second.
 
-        A share, not the worst lag: one stalled reader must not make the whole hub look loaded."""
+        A share, not the worst lag, and of at least BACKLOG_POPULATION subscribers: one stalled
+        reader (even the only one) must not make the whole hub look loaded and throttle input."""
         now = time.monotonic()
         at, value = self._backlog_cache
         if now - at < 1.0:
@@ -119,7 +122,7 @@ class MemoryHub:
         with self._cond:
             half = self.capacity // 2
             lagging = sum(1 for s in self._subs if self._head - s.cursor > half)
-            value = lagging / len(self._subs) if self._subs else 0.0
+            value = lagging / max(len(self._subs), self.BACKLOG_POPULATION)
         self._backlog_cache = (now, value)
         return value
 

@@ -143,13 +143,23 @@ def test_closing_the_hub_closes_every_subscription():
 def test_backlog_is_the_share_of_lagging_subscribers():
     assert MemoryHub(capacity=8).backlog() == 0.0  # nobody listening
     hub = MemoryHub(capacity=8)
-    keeping_up, lagging = hub.subscribe(), hub.subscribe()
+    subs = [hub.subscribe() for _ in range(40)]
     for seq in range(1, 6):  # 5 > half the buffer
         glint(hub, seq)
-    keeping_up.wait(0)
-    assert hub.backlog() == 0.5
-    lagging.wait(0)
-    assert hub.backlog() == 0.5  # cached for a second: cheap to ask on every glint
+    for sub in subs[:30]:
+        sub.wait(0)
+    assert hub.backlog() == 0.25  # 10 of 40 behind
+    for sub in subs[30:]:
+        sub.wait(0)
+    assert hub.backlog() == 0.25  # cached for a second: cheap to ask on every glint
+
+
+def test_one_stalled_listener_alone_does_not_make_the_hub_look_loaded():
+    hub = MemoryHub(capacity=8)
+    hub.subscribe()  # the only listener, and it never reads
+    for seq in range(1, 8):
+        glint(hub, seq)
+    assert hub.backlog() == 1 / MemoryHub.BACKLOG_POPULATION
 
 
 def test_backlog_ignores_a_lag_of_half_the_buffer():
