@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -30,6 +31,11 @@ class SpiralServer(BaseApplication):
 def post_worker_init(worker) -> None:
     """Make SIGTERM close open streams at once (each is told to reconnect) instead of holding the
     worker until the graceful timeout; clients resume elsewhere with Last-Event-ID."""
+    # Route the package's log records (dropped subscribers, ritual failures…) to gunicorn's error log.
+    package_log = logging.getLogger("spiral_web")
+    package_log.handlers = list(worker.log.error_log.handlers)
+    package_log.setLevel(worker.log.error_log.level)
+    package_log.propagate = False
     app = worker.wsgi
     spiral = getattr(app, "extensions", {}).get("spiral")
     if spiral is None:
