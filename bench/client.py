@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 
@@ -123,7 +123,12 @@ class Sink:
         self.out_of_order = self.duplicates = 0
 
 
-class SSEProtocol(asyncio.Protocol):
+_RECV = bytearray(256 * 1024)  # one receive buffer shared by every subscriber (one event loop, one thread)
+_RECV_VIEW = memoryview(_RECV)
+_T_KEY = b'"context":{"t":'
+
+
+class SSEProtocol(asyncio.BufferedProtocol):
     """GET /stream, decode chunked transfer coding and SSE frames, and account each glint.
 
     Latency is receipt time minus `context.t` (the publisher's time.time() at send); `received`
@@ -153,6 +158,14 @@ class SSEProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.write(b"GET " + self.path + b" HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")  # type: ignore[attr-defined]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # a BufferedProtocol: the transport reads into this shared buffer, instead of allocating a
+        # fresh 256 KiB bytes object per read (3x cheaper per event; the client must not be the bottleneck)
+        return _RECV_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_RECV_VIEW[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
@@ -222,13 +235,17 @@ class SSEProtocol(asyncio.Protocol):
                 self.last_seq = seq
                 self.received += 1
                 if sink.record:
-                    glint = orjson.loads(frame[data_at + 6:])
-                    t = glint["context"].get("t")
-                    if t is not None:
-                        sink.latencies.append(now - t)
+                    i = frame.find(_T_KEY, data_at)
+                    if i > 0:  # the bench's own glints: {"context":{"t":<send time>,...}
+                        i += len(_T_KEY)
+                        sink.latencies.append(now - float(frame[i:frame.find(b",", i)]))
+                    else:
+                        t = orjson.loads(frame[data_at + 6:])["context"].get("t")
+                        if t is not None:
+                            sink.latencies.append(now - t)
                 if self.on_glint is not None:
                     self.on_glint(self)
-            elif frame.startswith(b"retry:") or frame.startswith(b":"):
+            elif frame.startswith((b"retry:", b":")):
                 continue  # the reconnect delay, a heartbeat
             elif b"event: breath" in frame:
                 if not self.ready.done():

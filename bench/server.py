@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_LIVE: set["Server"] = set()  # servers to stop if the bench itself is stopped
+_LIVE: set[Server] = set()  # servers to stop if the bench itself is stopped
 
 
 @atexit.register
@@ -99,6 +99,7 @@ class Server:
         self.extra_env = env or {}
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
+        self.first_workers: set[int] = set()
 
     @property
     def url(self) -> str:
@@ -112,15 +113,15 @@ class Server:
         app = {"bare": "bench.bare:app", "bare-wsgi": "bench.bare:wsgi"}.get(self.via, "wsgi:app")
         return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), app]
 
-    def start(self, timeout: float = 20.0) -> "Server":
+    def start(self, timeout: float = 20.0) -> Server:
         raise_nofile()
         env = dict(os.environ)
         env.update(SPIRAL_DATA_DIR=str(self.data_dir), SPIRAL_PORT=str(self.port), SPIRAL_HOST="127.0.0.1",
                    SPIRAL_WORKERS=str(self.workers), SPIRAL_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
         env.update(self.extra_env)
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         _LIVE.add(self)
         deadline = time.monotonic() + timeout
         probe = "/ping" if self.via.startswith("bare") else "/healthz"
@@ -130,6 +131,7 @@ class Server:
             try:
                 with urllib.request.urlopen(self.url + probe, timeout=1) as r:
                     if r.status == 200 and len(self.worker_pids()) >= self.workers:
+                        self.first_workers = set(self.worker_pids())
                         return self
             except OSError:
                 pass
@@ -149,6 +151,11 @@ class Server:
             raise RuntimeError("no gunicorn worker process")
         return pids[0]
 
+    def restarted_workers(self) -> int:
+        """Workers that are not the ones it started with (gunicorn killed and replaced them, e.g. after
+        a missed heartbeat: `timeout`)."""
+        return len(set(self.worker_pids()) - self.first_workers)
+
     def log_tail(self, n: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
@@ -166,9 +173,16 @@ class Server:
                 self.proc.wait(5)
 
     def cleanup(self) -> None:
+        """Remove the data; keep the server's log as /tmp/spiral-bench-logs/<port>.log for a post-mortem."""
+        keep = Path(tempfile.gettempdir()) / "spiral-bench-logs"
+        keep.mkdir(exist_ok=True)
+        try:
+            shutil.copy(self.log_path, keep / f"{self.via}-{self.port}.log")
+        except OSError:
+            pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
