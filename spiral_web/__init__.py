@@ -10,7 +10,7 @@ from flask import Flask
 from .config import Config
 from .services import Spiral
 
-__all__ = ["create_app", "Config", "Spiral"]
+__all__ = ["create_app", "Config", "ExposureError", "Spiral"]
 
 
 def _asset_dir(name: str) -> str:
@@ -26,13 +26,29 @@ def _asset_dir(name: str) -> str:
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then SPIRAL_CONFIG's TOML, then SPIRAL_* variables, then test_config."""
     config = Config.load(test_config)
+    problem = config.exposure_problem()
+    if problem:  # here as well as in `spiral serve`, so that `gunicorn wsgi:app` is covered too
+        raise ExposureError(problem)
     app = Flask(__name__, template_folder=_asset_dir("templates"), static_folder=_asset_dir("static"))
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, JSON_SORT_KEYS=False)
     spiral = Spiral.build(config)
     app.extensions["spiral"] = spiral
+    _configure_security(app, config)
     _configure_blueprints(app)
     spiral.start()
     return app
+
+
+class ExposureError(RuntimeError):
+    """The configuration would publish to the network with no tokens: see Config.exposure_problem."""
+
+
+def _configure_security(app: Flask, config: Config) -> None:
+    """Tokens, sessions, CSRF and the request guard (web/auth.py); headers and limits (web/security.py)."""
+    from .web import auth, security
+
+    auth.init_app(app, config)
+    security.init_app(app, config)
 
 
 def _configure_blueprints(app: Flask) -> None:

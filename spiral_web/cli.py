@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import queue
 import sys
@@ -37,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="TOML configuration file")
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers (more need Redis)")
     p.add_argument("--open", action="store_true",
-                   help="allow binding a non-loopback address without access tokens")
+                   help="allow binding a non-loopback address without publish tokens "
+                        "(SPIRAL_OPEN=1 does the same)")
     p.add_argument("--log-level", default="info")
 
     p = sub.add_parser("emit", help="emit one glint")
@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--id")
     p.add_argument("--parent-id")
     p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
+                   help="publish token (default $SPIRAL_TOKEN)")
 
     p = sub.add_parser("listen", help="print the stream (JSON lines), resuming after drops")
     p.add_argument("--module")
@@ -54,10 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--last-event-id")
     p.add_argument("--count", type=int, default=0, help="stop after this many glints (0: never)")
     p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
+                   help="read token, when the server asks for one (default $SPIRAL_TOKEN)")
 
     p = sub.add_parser("demo", help="the seed's glint↔stream synchronization test, against a server")
     p.add_argument("--url", default=DEFAULT_URL)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
+                   help="publish token (default $SPIRAL_TOKEN)")
 
     p = sub.add_parser("agent", help="run an agent (a spiral_web.client.Agent subclass)")
     p.add_argument("target", metavar="module:Class",
@@ -87,29 +93,22 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import Config
     from .server import serve
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
+    overrides: dict[str, Any] = {k: v for k, v in (("host", args.host), ("port", args.port),
                                    ("data_dir", args.data_dir), ("config_file", args.config)) if v}
+    if args.open:
+        overrides["open"] = True  # the workers' create_app checks again, and must agree
     try:
         config = Config.load(overrides)
     except (ValueError, KeyError) as exc:
         print(f"spiral: configuration error: {exc}", file=sys.stderr)
         return 2
-    if not _is_loopback(config.host) and not args.open:
-        print(f"spiral: refusing to listen on {config.host} without access tokens: anyone who can reach "
-              "it could publish. Bind 127.0.0.1, or pass --open to run open on purpose.", file=sys.stderr)
+    problem = config.exposure_problem()
+    if problem:
+        print(f"spiral: {problem}", file=sys.stderr)
         return 2
     print(f"Spiral dashboard on http://{config.host}:{config.port}/ (data in {config.db_path})", flush=True)
     serve(config.host, config.port, workers=args.workers, overrides=overrides, log_level=args.log_level)
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _emit(args: argparse.Namespace) -> int:
@@ -120,7 +119,8 @@ def _emit(args: argparse.Namespace) -> int:
     except orjson.JSONDecodeError:
         print("spiral: --context must be a JSON object", file=sys.stderr)
         return 2
-    answer = emit_glint(args.module, args.phase, context, id=args.id, parent_id=args.parent_id, url=args.url)
+    answer = emit_glint(args.module, args.phase, context, id=args.id, parent_id=args.parent_id,
+                        url=args.url, token=args.token)
     print(orjson.dumps(answer).decode())
     return 0
 
@@ -129,7 +129,8 @@ def _listen(args: argparse.Namespace) -> int:
     from .client import listen
 
     seen = 0
-    for event in listen(args.url, module=args.module, phase=args.phase, last_event_id=args.last_event_id):
+    for event in listen(args.url, module=args.module, phase=args.phase,
+                        last_event_id=args.last_event_id, token=args.token):
         print(orjson.dumps({"event": event.event, "id": event.id, "data": event.data}).decode(), flush=True)
         if event.event == "glint_emission":
             seen += 1
@@ -191,7 +192,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     def monitor() -> None:
         try:
-            for event in listen(url, reconnect=False, read_timeout=args.timeout + 20):
+            for event in listen(url, reconnect=False, read_timeout=args.timeout + 20,
+                                token=args.token):
                 if event.event == "breath":
                     connected.set()  # the server greets every listener with the breath state
                 elif event.event == "glint_emission":
@@ -210,7 +212,8 @@ def _demo(args: argparse.Namespace) -> int:
     print("=" * 50)
     test_id = f"test-{uuid.uuid4().hex[:6]}"
     try:
-        answer = emit_glint("glint.orchestrator", None, {"test": "stream_endpoint"}, id=test_id, url=url)
+        answer = emit_glint("glint.orchestrator", None, {"test": "stream_endpoint"}, id=test_id,
+                            url=url, token=args.token)
     except Exception as exc:
         print(f"❌ Glint failed: {exc}", file=sys.stderr)
         return 1
@@ -229,7 +232,7 @@ def _demo(args: argparse.Namespace) -> int:
     print("=" * 50)
     for module, phase, context in SEED_GLINTS:
         print(f"✨ Emitting glint: {module} | {phase}")
-        answer = emit_glint(module, phase, context, id=str(uuid.uuid4()), url=url)
+        answer = emit_glint(module, phase, context, id=str(uuid.uuid4()), url=url, token=args.token)
         print(f"   Glint ID: {answer['id']}")
         glint = _await_glint(received, answer["id"], args.timeout)
         if glint is None:
@@ -242,7 +245,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     import requests
 
-    stats = requests.get(f"{url}/api/stats", timeout=args.timeout).json()
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    stats = requests.get(f"{url}/api/stats", timeout=args.timeout, headers=headers).json()
     print("📊 Glint Statistics:")
     print(f"   Total glints: {stats['total']}")
     print(f"   By phase: {stats['by_phase']}")

@@ -42,12 +42,15 @@ def emit_glint(
     timeout: float = 10.0,
     session: requests.Session | None = None,
 ) -> dict[str, Any]:
-    """POST one glint; returns the server's answer (`status`, `id`, `seq`, `listeners`)."""
+    """POST one glint; returns the server's answer (`status`, `id`, `seq`, `listeners`).
+
+    `token` is a publish token (default: $SPIRAL_TOKEN); its name becomes the glint's source."""
     payload: dict[str, Any] = {"module": module, "context": context or {}}
     for key, value in (("phase", phase), ("id", id), ("parent_id", parent_id)):
         if value is not None:
             payload[key] = value
     headers = {"Content-Type": "application/json"}
+    token = token if token is not None else os.environ.get("SPIRAL_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     http = session or requests
@@ -118,7 +121,7 @@ class Listener:
         self.url = url.rstrip("/")
         self.params = {k: v for k, v in (("module", module), ("phase", phase)) if v}
         self.last_event_id = None if last_event_id is None else str(last_event_id)
-        self.token = token
+        self.token = token if token is not None else os.environ.get("SPIRAL_TOKEN")
         self.reconnect = reconnect
         self.read_timeout = read_timeout
         self._closed = threading.Event()
@@ -264,7 +267,7 @@ class Agent:
         self.phases = frozenset(phases)
         self.rule = Rule(self.pattern)  # RuleError names the problem
         self.url = url.rstrip("/")
-        self.token = token
+        self.token = token if token is not None else os.environ.get("SPIRAL_TOKEN")
         self.breath: dict[str, Any] = {}
         self.log = logging.getLogger(f"spiral.agent.{self.module}")
         self._last_event_id = last_event_id

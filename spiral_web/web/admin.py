@@ -8,7 +8,6 @@ and listener sees it without waiting for the next tick.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine.breath import CLIMATES, PHASES, iso
 from ..engine.glints import GlintError
-from .auth import require_admin
+from .auth import admin_refusal, require_admin
 from .common import json_response, spiral
 from .schemas import BreathOut
 
@@ -101,15 +100,10 @@ def set_climate(climate: str | None, seconds: float) -> float | None:
 
 
 def check_token(given: str | None) -> tuple[int, str] | None:
-    """None when `given` may act as admin; else (status, why) — as `require_admin` decides."""
-    expected = spiral().config.admin_token
-    if not expected:
-        return None
-    if not given:
-        return 401, "this action needs the admin token"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        return 403, "the admin token is not valid"
-    return None
+    """None when `given` (a token typed into a form; without one, the bearer header or the
+    signed-in session) may act as admin; else (status, why) — as `require_admin` decides."""
+    problem = admin_refusal(given or None)
+    return None if problem is None else (problem.status, problem.message)
 
 
 def same_origin() -> bool:

@@ -85,10 +85,13 @@ def _int(args, name: str, default: int | None, lo: int, hi: int | None) -> int |
         value = int(raw)
     except ValueError:
         raise GlintError(400, "invalid_query", f"{name} must be a whole number") from None
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise GlintError(400, "invalid_query", f"{name} must be {bound}")
+    hi = MAX_INT if hi is None else hi  # beyond SQLite's 64-bit integers is a 400, not a 500
+    if value < lo or value > hi:
+        raise GlintError(400, "invalid_query", f"{name} must be between {lo} and {hi}")
     return value
+
+
+MAX_INT = 2**63 - 1
 
 
 def _time(args, name: str) -> float | None:
@@ -104,7 +107,7 @@ def _time(args, name: str) -> float | None:
             raise GlintError(400, "invalid_query", f"{name} must be a finite number of epoch seconds")
         return value
     try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))  # RFC 3339 allows t, z
     except ValueError:
         raise GlintError(400, "invalid_query", f"{name} must be an ISO 8601 time or epoch seconds") from None
     if when.tzinfo is None:

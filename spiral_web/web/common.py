@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
 from ..bus import Filters
 from ..engine.breath import PHASES
@@ -18,7 +18,11 @@ def spiral() -> Spiral:
 
 
 def source() -> str:
-    """Who sent this request, for the climate and rate limits."""
+    """Who sent this request, for the glint's `source`, the climate and the rate limits: the name
+    of the token it carries (or its signed-in session's), else the client's address."""
+    who = g.get("spiral_principal")
+    if who is not None:
+        return who.name
     return request.remote_addr or "unknown"
 
 
@@ -56,4 +60,6 @@ def last_event_id(header: str | None, query: str | None) -> int | None:
         raise GlintError(400, "invalid_last_event_id", "Last-Event-ID must be a whole number (a glint seq)") from None
     if value < 0:
         raise GlintError(400, "invalid_last_event_id", "Last-Event-ID must not be negative")
+    if value >= 2**63:  # SQLite's integers are 64-bit: a larger one would fail the replay query
+        raise GlintError(400, "invalid_last_event_id", "Last-Event-ID is larger than any glint seq")
     return value

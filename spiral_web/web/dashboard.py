@@ -4,6 +4,10 @@ The stream carries the same events, ids and replay as `/stream`, rendered with t
 partials as the first page load; htmx swaps them in (`<hx-partial>` targets), so no JavaScript builds
 HTML from JSON. Besides the events, each dashboard connection gets the statistics panels at most
 once a second while something changes; that message is rendered once for every dashboard.
+
+Ritual runs stream the same way: each `ritual` event is rendered once (a row for the ritual log and
+the rituals' state) and shared by every dashboard. Admins invoke rituals from the admin panel, whose
+form route calls the same engine method as `POST /api/rituals/<name>/invoke`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ..engine.events import Event, Filters
 from ..engine.feed import listener_feed
 from ..engine.glints import GlintError, validate_glint
 from . import admin
-from .auth import bearer_token
+from .auth import admin_refusal, signed_in
 from .common import last_event_id, source, spiral, stream_filters
 from .stream import SSE_HEADERS
 
@@ -50,7 +54,9 @@ HEAT_STEP = 30  # seconds per heat-strip cell
 HEAT_MODULES = 6
 PULSE_SECONDS = 1.0  # at most one statistics message a second per connection
 OVERRIDE_MINUTES = (1, 5, 15, 60)
-_RENDERED = {"glint_emission", "breath"}
+RITUAL_FIRST_RENDER = 30  # ritual runs in the first render
+RITUAL_LIMIT = 60  # ritual runs the page keeps; /api/rituals/history has them all
+_RENDERED = {"glint_emission", "breath", "ritual"}
 
 
 # -- pages ---------------------------------------------------------------------------------------
@@ -137,12 +143,9 @@ def admin_form():
     errors: dict[str, str] = {}
     notice = None
     status = 200
-    given = bearer_token() or form.get("token") or None
-    refusal = admin.check_token(given)
+    refusal = _admin_refusal()
     if refusal is not None:
-        status, errors["token"] = refusal
-    elif not admin.same_origin():
-        status, errors["form"] = 403, "this form only works from the dashboard's own page"
+        status, field, errors[field] = refusal
     else:
         try:
             minutes = float(form.get("minutes") or 5)
@@ -179,6 +182,50 @@ def admin_form():
         admin_form=form, admin_errors=errors)), status
 
 
+@bp.post("/dashboard/rituals/<name>/invoke")
+def invoke_ritual(name: str):
+    """The admin panel's ritual control: run a ritual now, as `POST /api/rituals/<name>/invoke`
+    does, and answer the panel with the run's result inline (the run itself streams to the log)."""
+    hub = spiral()
+    errors: dict[str, str] = {}
+    run = None
+    status = 200
+    refusal = _admin_refusal()
+    if name not in hub.rituals.specs:
+        status, errors["form"] = 404, "no such ritual"
+    elif refusal is not None:
+        status, field, errors[field] = refusal
+    else:
+        run = hub.rituals.invoke(name)  # what the JSON API's invoke calls
+        if run is None:
+            status, errors["form"] = 503, "the ritual ran but its run could not be recorded"
+    if status >= 400:
+        hub.breath.record_rejection(source())  # refused admin actions count for the climate
+    invoked = {"ritual": name, "run": _with_triggers([run])[0] if run else None,
+               "error": next(iter(errors.values()), None)}
+    token_error = {"token": errors["token"]} if "token" in errors else {}
+    if request.headers.get("HX-Request"):
+        html = render_template("dashboard/_admin.html", admin_form=request.form, admin_errors=token_error,
+                               admin_notice=None, **{**_admin_context(), "invoked": invoked})
+        return html, status
+    if run is not None:
+        return redirect(url_for("dashboard.index") + f"#run-{run['seq']}", 303)
+    return render_template("dashboard/index.html", **_page_context(
+        admin_form=request.form, admin_errors=token_error, invoked=invoked)), status
+
+
+def _admin_refusal() -> tuple[int, str, str] | None:
+    """Why this form post may not act as admin, as (status, field, message); None when it may.
+
+    `auth.admin_refusal` decides, as `require_admin` does for the JSON API: a token typed into the
+    panel's field, else the bearer header or the signed-in session. The request guard has already
+    refused a post from another origin or without this session's CSRF token."""
+    problem = admin_refusal(request.form.get("token") or None)
+    if problem is not None:
+        return problem.status, "token", problem.message
+    return None
+
+
 # -- the dashboard's stream ------------------------------------------------------------------------
 
 @bp.get("/dashboard/stream")
@@ -203,6 +250,8 @@ def stream():
         rows = [g.to_dict() for g in hub.store.query(module=filters.module, phase=phase,
                                                      before_seq=newest + 1, limit=TIMELINE_LIMIT)]
         greeting += _html_frame(render_template("dashboard/_timeline_reset.html", glints=rows), newest)
+        greeting += _html_frame(render_template("dashboard/_ritual_log_reset.html", **_ritual_context(newest),
+                                                rituals=hub.rituals.describe()))
         resume = newest
     feed = listener_feed(sub, hub.store, resume, filters, PULSE_SECONDS, hub.config.replay_limit)
     body = _dashboard_events(feed, app, panels, greeting, hub.config.heartbeat_seconds, root)
@@ -263,6 +312,11 @@ def _render_event(app: Flask, event: Event, script_root: str) -> str:
     if event.kind == "breath":
         return _html_frame(_render(app, "dashboard/_breath_event.html", script_root,
                                    breath=orjson.loads(event.data))).decode()
+    if event.kind == "ritual":
+        run = _with_triggers([orjson.loads(event.data)], hub.store)[0]
+        html = _render(app, "dashboard/_ritual_event.html", script_root, run=run,
+                       rituals=hub.rituals.describe())
+        return _html_frame(html, event.seq).decode()
     return ""
 
 
@@ -338,7 +392,33 @@ def _timeline_context(args: Any) -> dict[str, Any]:
 
 
 def _admin_context() -> dict[str, Any]:
-    return {"token_required": bool(spiral().config.admin_token), "override_minutes": OVERRIDE_MINUTES}
+    hub = spiral()
+    who = signed_in()  # a signed-in admin's session already proves it: no token field then
+    return {"token_required": bool(hub.config.admin_token) and not (who is not None and who.can("admin")),
+            "override_minutes": OVERRIDE_MINUTES, "rituals": hub.rituals.describe(), "invoked": None}
+
+
+def _ritual_context(newest: int | None = None) -> dict[str, Any]:
+    """The ritual log's newest runs up to `newest` (a seq; default: the store's newest), each with
+    its trigger glint. The page's stream resumes at or below `newest`: dashboard.js drops a run the
+    log already shows, so a run is never shown twice nor missed."""
+    store = spiral().store
+    if newest is None:
+        newest = store.seq_bounds()[1]
+    runs = [orjson.loads(body) for body in store.runs(before_seq=newest + 1, limit=RITUAL_FIRST_RENDER)]
+    return {"ritual_runs": _with_triggers(runs, store), "ritual_limit": RITUAL_LIMIT}
+
+
+def _with_triggers(runs: list[dict[str, Any]], store: Any = None) -> list[dict[str, Any]]:
+    """Runs with the glint that triggered each (`trigger`: the glint as a dict, or None)."""
+    store = store or spiral().store
+    found: dict[str, Any] = {}
+    for run in runs:
+        tid = run.get("trigger_id")
+        if tid and tid not in found:
+            glint = store.get(tid)
+            found[tid] = glint.to_dict() if glint is not None else None
+    return [{**run, "trigger": found.get(run.get("trigger_id") or "")} for run in runs]
 
 
 def _page_context(**extra: Any) -> dict[str, Any]:
@@ -354,10 +434,8 @@ def _page_context(**extra: Any) -> dict[str, Any]:
         "admin_notice": None,
         **_timeline_context(request.args),
         **_admin_context(),
+        **_ritual_context(),
     }
-    # RITUAL LOG: when the ritual engine lands, add its recent runs here (e.g. "ritual_runs") and
-    # render them in templates/dashboard/_ritual_log.html; the stream then renders `ritual` events
-    # with the same partial (add "ritual" to _RENDERED).
     ctx.update(extra)
     return ctx
 
@@ -477,6 +555,92 @@ def ritual_name(context: Any) -> str | None:
     if isinstance(ritual, dict):
         ritual = ritual.get("name")
     return ritual if isinstance(ritual, str) and ritual else None
+
+
+_STATUS_LABELS = {"ok": "ok", "error": "error", "deferred": "deferred", "skipped_cooldown": "cooldown"}
+
+
+@bp.app_template_filter("run_status")
+def run_status(status: str) -> str:
+    """A run's status as the log labels it."""
+    return _STATUS_LABELS.get(status, status.replace("_", " "))
+
+
+@bp.app_template_filter("run_trigger")
+def run_trigger(run: dict[str, Any]) -> str:
+    """What set a run off, in a few words: the glint's module and seq, a breath change, an admin."""
+    glint = run.get("trigger")
+    named = f"{glint['module']} #{glint['seq']}" if glint else run.get("trigger_id")
+    event = run.get("trigger_event")
+    if event == "invoke":
+        return f"invoked by an admin on {named}" if named else "invoked by an admin"
+    if event == "phase_change":
+        return "a phase change"
+    if event == "climate_change":
+        return "a climate change"
+    return named or "a glint"
+
+
+@bp.app_template_filter("run_summary")
+def run_summary(run: dict[str, Any]) -> str:
+    """A run's result in one line for the log; the full result is one click away."""
+    raw = run.get("result")
+    result: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    status, action = run.get("status"), run.get("action")
+    if status == "deferred":
+        return "caesura: waits for the next inhale"
+    if status == "skipped_cooldown":
+        until = str(result.get("cooldown_until") or "")
+        return f"matched in its cooldown (until {until[11:19]}): not run" if until else "matched in its cooldown: not run"
+    if status == "error":
+        return str(result.get("error") or "failed")
+    try:
+        text = _ok_summary(action, result)
+    except (TypeError, ValueError):  # a record of another shape (an older version): show it as is
+        text = compact_json(result)
+    if run.get("deferred_from") is not None:
+        n = run.get("coalesced") or 1
+        text = f"after the caesura ({n} match{'es' if n != 1 else ''}): {text}"
+    return text
+
+
+def _ok_summary(action: Any, r: dict[str, Any]) -> str:
+    if "message" in r and action not in ("caesura",):
+        return str(r["message"])
+    if action == "archive":
+        moved, days = r.get("moved", 0), r.get("retention_days", 0)
+        if not moved:
+            return f"nothing older than {days:g} days to archive"
+        return f"archived {moved} glint{'s' if moved != 1 else ''} older than {days:g} days"
+    if action == "throttle":
+        return (f"input paused at {round(100 * float(r.get('usage') or 0))}% usage; "
+                f"resumes below {round(100 * float(r.get('release_below') or 0))}%")
+    if action == "caesura":
+        until = str(r.get("until") or "")
+        return f"the hub rests until {until[11:19]}" if until else "the hub rests"
+    if action == "emit":
+        return f"emitted {r.get('module', 'a glint')}"
+    if action == "webhook":
+        attempts = r.get("attempts", 1)
+        return f"answered {r.get('status_code')} after {attempts} attempt{'s' if attempts != 1 else ''}"
+    if action == "set_climate":
+        until = str(r.get("until") or "")
+        return f"climate {r.get('climate')} until {until[11:16]}" if until else f"climate {r.get('climate')}"
+    return compact_json(r)
+
+
+@bp.app_template_filter("duration")
+def duration(ms: Any) -> str:
+    """'<1 ms', '42 ms', '1.3 s'."""
+    try:
+        ms = float(ms)
+    except (TypeError, ValueError):
+        return ""
+    if ms < 1:
+        return "<1 ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.1f} s"
 
 
 @bp.app_context_processor

@@ -12,15 +12,20 @@ from .common import error, source, spiral
 
 log = logging.getLogger(__name__)
 
-_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
-          415: "unsupported_media_type", 429: "too_many_requests"}
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
+          429: "too_many_requests", 503: "unavailable"}
 
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(GlintError)
     def _glint_error(exc: GlintError):
         _count_rejection(exc.status)
-        return error(exc.status, exc.error, exc.message, **({"details": exc.details} if exc.details else {}))
+        response = error(exc.status, exc.error, exc.message,
+                         **({"details": exc.details} if exc.details else {}))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="spiral"'
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -31,6 +36,13 @@ def init_app(app: Flask) -> None:
             message = f"the body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         return error(status, _CODES.get(status, exc.name.lower().replace(" ", "_")), message)
 
+    @app.errorhandler(OverflowError)
+    def _overflow(exc: OverflowError):
+        # A number past what SQLite (64-bit) or a float can hold, from any query or header that
+        # was checked only for being a number: the request is at fault, so a 400, not a 500.
+        _count_rejection(400)
+        return error(400, "out_of_range", "a number in this request is too large")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
@@ -38,6 +50,7 @@ def init_app(app: Flask) -> None:
 
 
 def _count_rejection(status: int) -> None:
-    """Rejected writes feed the climate: many from one source make it suspicious."""
-    if request.method == "POST" and 400 <= status < 500 and status != 404:
+    """Rejected writes and refused credentials feed the climate: many from one source make it
+    suspicious."""
+    if (request.method == "POST" and 400 <= status < 500 and status != 404) or status in (401, 403):
         spiral().breath.record_rejection(source())

@@ -42,21 +42,29 @@ def build_openapi(version: str) -> dict[str, Any]:
     gid = {"name": "glint_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
     ritual = {"name": "name", "in": "path", "required": True,
               "schema": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,63}$"}}
+    # epoch seconds, or an ISO 8601 time with its offset (what api._time accepts)
+    when = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
+    # Tokens are needed only once configured (a local hub runs open): hence the `{}` alternative.
+    reader: list[dict[str, list[str]]] = [
+        {"readToken": []}, {"publishToken": []}, {"adminToken": []}, {}]
     throttled = {"description": "Input paused (throttle) or this source blocked (suspicion watcher)",
                  "headers": {"Retry-After": {"description": "Seconds to wait",
                                              "schema": {"type": "integer", "minimum": 1}}},
                  "content": {"application/json": {"schema": _ref(s.ErrorOut)}}}
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Spiral", "version": version,
                  "description": "Real-time glint hub: emit glints, read them back, follow the breath."},
         "paths": {
             "/stream/glint": {"post": {
                 "summary": "Emit a glint", "operationId": "emitGlint",
+                "description": "With publish tokens configured, needs one (Bearer); the token's name "
+                               "becomes the glint's source. A parent_id must name a stored glint.",
+                "security": [{"publishToken": []}, {"adminToken": []}, {}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(GlintIn)}}},
                 "responses": {"201": _json(s.EmitAnswer, "Stored and broadcast"),
                               "200": _json(s.EmitAnswer, "Already stored under this id; not broadcast again"),
-                              **_errors(400, 413, 415, 422), "429": throttled},
+                              **_errors(400, 401, 403, 413, 415, 422), "429": throttled},
             }},
             "/stream": {"get": {
                 "summary": "Server-Sent Events: glint_emission, breath (and ritual) events",
@@ -64,7 +72,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                 "parameters": [_query("module", "Module glob, e.g. memory.*", module),
                                _query("phase", "Phase (repeatable or comma-separated)", {"type": "string"}),
                                _query("lastEventId", "Resume after this seq (first connection)",
-                                      {"type": "integer", "minimum": 0})],
+                                      {"type": "integer", "minimum": 0, "maximum": 2**63 - 1})],
                 "responses": {"200": {"description": "An event stream",
                                       "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                               **_errors(400)},
@@ -72,9 +80,9 @@ def build_openapi(version: str) -> dict[str, Any]:
             "/api/glints": {"get": {
                 "summary": "Glints, newest first", "operationId": "listGlints",
                 "parameters": [_query("module", "Module or glob", module), _query("phase", "Phase", phase),
-                               _query("since", "ISO time or epoch seconds", {"type": "string"}),
-                               _query("until", "ISO time or epoch seconds", {"type": "string"}),
-                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0}),
+                               _query("since", "ISO time or epoch seconds", when),
+                               _query("until", "ISO time or epoch seconds", when),
+                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
                                _query("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 500})],
                 "responses": {"200": _json(s.GlintPage, "A page of glints"), **_errors(400)},
             }},
@@ -91,9 +99,9 @@ def build_openapi(version: str) -> dict[str, Any]:
                 "summary": "Archived glints, newest first (same filters and paging as /api/glints)",
                 "operationId": "listArchive",
                 "parameters": [_query("module", "Module or glob", module), _query("phase", "Phase", phase),
-                               _query("since", "ISO time or epoch seconds", {"type": "string"}),
-                               _query("until", "ISO time or epoch seconds", {"type": "string"}),
-                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0}),
+                               _query("since", "ISO time or epoch seconds", when),
+                               _query("until", "ISO time or epoch seconds", when),
+                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
                                _query("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 500})],
                 "responses": {"200": _json(s.GlintPage, "A page of archived glints"), **_errors(400)},
             }},
@@ -103,10 +111,11 @@ def build_openapi(version: str) -> dict[str, Any]:
             }},
             "/api/rituals/history": {"get": {
                 "summary": "Ritual runs, newest first", "operationId": "ritualHistory",
-                "parameters": [_query("ritual", "Only this ritual", {"type": "string"}),
+                "parameters": [_query("ritual", "Only this ritual",
+                                      {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,63}$"}),
                                _query("status", "Only this status",
                                       {"type": "string", "enum": ["ok", "error", "deferred", "skipped_cooldown"]}),
-                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0}),
+                               _query("before_seq", "Paging cursor", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
                                _query("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 500})],
                 "responses": {"200": _json(s.RunPage, "A page of runs"), **_errors(400)},
             }},
@@ -144,6 +153,26 @@ def build_openapi(version: str) -> dict[str, Any]:
             "/api/breath": {"get": {"summary": "The breath state", "operationId": "getBreath",
                                     "responses": {"200": _json(s.BreathOut, "Phase, climate, usage")}}},
         },
+        "security": reader,
         "components": {"schemas": defs["$defs"],
-                       "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
+                       "securitySchemes": {
+                           "adminToken": {"type": "http", "scheme": "bearer",
+                                          "description": "The admin token (SPIRAL_ADMIN_TOKEN)"},
+                           "publishToken": {"type": "http", "scheme": "bearer",
+                                            "description": "A publish token ([tokens.publish])"},
+                           "readToken": {"type": "http", "scheme": "bearer",
+                                         "description": "A read token ([tokens.read]); the stream "
+                                                        "also takes it as ?token="},
+                       }},
     }
+    for item in doc["paths"].values():  # any operation may meet the token checks (web/auth.py)
+        for op in item.values():
+            for code in (401, 403):
+                refused = _json(s.ErrorOut, "Refused: the body says why")
+                op["responses"].setdefault(str(code), refused)
+    doc["paths"]["/stream"]["get"]["responses"]["503"] = {
+        "description": "This server has its maximum of listeners; try again after Retry-After",
+        "headers": {"Retry-After": {"description": "Seconds to wait",
+                                    "schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": _ref(s.ErrorOut)}}}
+    return doc

@@ -41,7 +41,9 @@ from ..engine.events import Filters
 from ..engine.feed import listener_feed, notice
 from ..engine.glints import GlintError, validate_glint
 from ..services import Spiral
+from .auth import refusal
 from .common import last_event_id, source, spiral, stream_filters
+from .security import check_rate
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,9 @@ def websocket(ws) -> None:
         # A smaller kernel buffer bounds memory per socket and finds a stalled peer sooner.
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, options["send_buffer"])
     conn = _Connection(ws, spiral(), source(), options["send_timeout"])
+    # Reading was checked before the handshake (web/auth.py); emitting is settled here, once,
+    # from the credentials the handshake carried (bearer, ?token= or the dashboard's session).
+    conn.publish_refusal = refusal("publish")
     conn.serve()
 
 
@@ -175,6 +180,7 @@ class _Connection:
         self.closed = False
         self._closed_by_us = False
         self._pump: _Pump | None = None
+        self.publish_refusal: GlintError | None = None
         # Bounds every write (see send). The reader thread only calls recv() once its selector
         # says data is there (simple-websocket does so whenever ping_interval is set), so the
         # timeout never fires on an idle but healthy connection; without pings it would.
@@ -280,6 +286,9 @@ class _Connection:
         self._pump.start()
 
     def _emit(self, frame: dict[str, Any], ref: Any) -> None:
+        if self.publish_refusal is not None:
+            raise self.publish_refusal
+        check_rate(self.source)  # 429 with retry_after, as POST /stream/glint answers
         data = validate_glint(frame.get("glint"))
         result = self.hub.orchestrator.emit(data, self.source)
         self._reply({"type": "emit_result", "ref": ref, **result.answer()})

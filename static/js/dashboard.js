@@ -44,6 +44,7 @@
     // Read by the progress ring when animations are off (prefers-reduced-motion).
     const progress = Math.min(1, Math.max(0, (now - started) / Math.max(1, ends - started)));
     breath.style.setProperty("--progress", progress.toFixed(3));
+    expireCooldowns(now);
   }
 
   // -- the timeline ------------------------------------------------------------------------------
@@ -108,6 +109,7 @@
     if (!Array.isArray(tasks)) return;
     for (const task of tasks) {
       const target = task.target;
+      if (target?.id === "ritual-log" && task.fragment) dropSeenRuns(target, task);
       if (!target || target.id !== "timeline" || !task.fragment) continue;
       const style = task.swapSpec?.style;
       if (style !== "innerHTML") {
@@ -162,14 +164,44 @@
     else pause(false);
   });
 
-  // The oldest row on the page, for the "older glints" button.
-  window.Spiral = {
-    oldestSeq() {
-      const rows = $("timeline")?.children;
-      const last = rows && rows[rows.length - 1];
-      return last ? Number(last.dataset.seq) : 0;
-    },
-  };
+  // -- the ritual log ----------------------------------------------------------------------------
+  // Runs arrive in seq order. The first render already shows every run up to the moment it was
+  // read, and the stream may resume a little before that (after the newest glint shown, or after
+  // a new filter), so a run at or below the newest one in the log is one the page already has.
+  function dropSeenRuns(log, task) {
+    if (task.swapSpec?.style === "innerHTML") return; // a reset brings the whole log
+    const newest = Number(log.firstElementChild?.dataset.seq || 0);
+    for (const row of task.fragment.querySelectorAll("li.run")) {
+      if (Number(row.dataset.seq) <= newest) row.remove();
+    }
+  }
+
+  document.addEventListener("htmx:after:swap", () => {
+    const log = $("ritual-log");
+    if (log) trim(log, Number(log.dataset.limit || 60));
+  });
+
+  // A cooldown shown in the rituals' state ends on the server's clock; hide it then.
+  function expireCooldowns(now) {
+    for (const note of document.querySelectorAll("#ritual-states [data-until]")) {
+      const until = Date.parse(note.dataset.until);
+      if (!note.hidden && !Number.isNaN(until) && until <= now) note.hidden = true;
+    }
+  }
+
+  // The oldest row on the page, for the "older glints" button: set as the button is pressed, in
+  // the capture phase, so before htmx (listening on the button) reads the form value.
+  function oldestSeq() {
+    const rows = $("timeline")?.children;
+    const last = rows && rows[rows.length - 1];
+    return last ? Number(last.dataset.seq) : 0;
+  }
+  document.addEventListener("click", (evt) => {
+    if (!evt.target.closest?.("#timeline-more button")) return;
+    const before = $("older-before");
+    if (before) before.value = String(oldestSeq());
+  }, { capture: true });
+  window.Spiral = { oldestSeq };
 
   // -- the glint sheet ---------------------------------------------------------------------------
   function openSheet() {

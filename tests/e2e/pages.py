@@ -74,6 +74,23 @@ class Dashboard:
         self.page.select_option("#admin-minutes", str(minutes))
         self.page.click("#admin-set-climate")
 
+    # -- rituals -------------------------------------------------------------------------------
+    @property
+    def runs(self):
+        """The ritual log's rows, newest first."""
+        return self.page.locator("#ritual-log > li")
+
+    def ritual_state(self, name: str):
+        return self.page.locator("#ritual-states .rstate").filter(
+            has=self.page.locator(".rname", has_text=re.compile(rf"^{re.escape(name)}$")))
+
+    def invoke(self, name: str) -> None:
+        self.open_controls()
+        self.page.click(f"#invoke-{name}-button")
+
+    def invoke_result(self, name: str):
+        return self.page.locator(f"#invoke-{name} .ritual-result")
+
     # -- emit form -----------------------------------------------------------------------------
     def emit(self, module: str, context: str = "", phase: str = "") -> None:
         self.page.fill("#emit-module", module)

@@ -12,7 +12,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from ..support import ServerProcess
+from ..support import ServerProcess, free_port
 from .conftest import ARTIFACTS
 from .pages import Dashboard, has_class
 
@@ -356,6 +356,15 @@ def test_admin_token_guards_the_api_and_the_controls(tmp_path, page):
         page.click("#admin-set-climate")
         expect(board.breath).to_have_attribute("data-climate", "suspicious")
         expect(page.locator("#admin-token")).to_have_value("s3cret")  # kept for the next action
+        # the ritual controls share the token field
+        page.fill("#admin-token", "")
+        board.invoke("archival")
+        expect(board.invoke_result("archival")).to_contain_text("needs the admin token")
+        expect(board.runs.and_(page.locator("[data-ritual=archival]"))).to_have_count(0)
+        page.fill("#admin-token", "s3cret")
+        board.invoke("archival")
+        expect(board.invoke_result("archival")).to_contain_text("nothing older than 7 days to archive")
+        expect(board.runs.first).to_have_attribute("data-ritual", "archival")
     finally:
         page.context.close()  # its open stream and idle connections would hold a graceful stop
         server.kill()
@@ -443,9 +452,33 @@ MODULES = ["breath.emitter", "memory.scroll", "shrine.system", "agent.listener",
            "agent.scribe", "memory.index"]
 
 
+# Rituals for the picture: one answers every inhale, one watches the garden and calls a webhook
+# that is down (so the log shows an error too); the built-in archival answers memory.scroll.
+PICTURE_RITUALS = """
+[rituals.chime]
+description = "every inhale: a chime"
+rule = 'event == "phase_change" && breath_phase == "inhale"'
+action = "emit"
+module = "ritual.chime"
+context = {{ rang = true }}
+
+[rituals.dry_soil]
+description = "dry soil: tell the gardener"
+rule = 'module == "sensor.garden" && has(context.soil_moisture) && context.soil_moisture < 0.25'
+action = "webhook"
+url = "http://127.0.0.1:{port}/garden"
+timeout = 1
+retries = 0
+cooldown = 240
+"""
+
+
 @pytest.mark.parametrize("size", [pytest.param((1440, 900), id="laptop")])
-def test_screenshot_of_a_living_hub(live_server, browser, size):
+def test_screenshot_of_a_living_hub(tmp_path, browser, size):
     """Ten minutes of traffic on the fake clock, then the picture the README shows."""
+    config = tmp_path / "spiral.toml"
+    config.write_text(PICTURE_RITUALS.format(port=free_port()))
+    live_server = ServerProcess(tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}).start()
     rng = random.Random(11)
     session = requests.Session()
     ids: list[str] = []
@@ -471,6 +504,9 @@ def test_screenshot_of_a_living_hub(live_server, browser, size):
         board = Dashboard(page, live_server.url).open()
         expect(page.locator(".heat-row:not(.heat-axis)")).to_have_count(6)
         expect(page.locator("#stat-listeners")).to_have_text("1")  # this page, counted by the next pulse
+        expect(board.runs.first).to_be_visible()
+        assert set(board.runs.evaluate_all("rows => rows.map(r => r.dataset.ritual)")) >= {"archival", "chime"}
         board.screenshot("dashboard.png")
     finally:
         context.close()
+        live_server.kill()

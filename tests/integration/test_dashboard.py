@@ -25,6 +25,20 @@ def app(tmp_path):
     app.extensions["spiral"].close()
 
 
+@pytest.fixture
+def client(app):
+    """A client whose form posts carry the session's CSRF token, as the dashboard's htmx requests
+    do (base.html sends it in X-CSRF-Token); tests/security checks the refusal without it."""
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["csrf"] = CSRF
+    client.environ_base["HTTP_X_CSRF_TOKEN"] = CSRF
+    return client
+
+
+CSRF = "test-csrf-token-0123456789abcdef0123456789"
+
+
 def emit(client, **payload) -> dict:
     payload.setdefault("module", "a.b")
     resp = client.post("/stream/glint", json=payload)

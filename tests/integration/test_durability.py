@@ -6,9 +6,10 @@ import threading
 
 import requests
 
+from tests.security.figures import record
 from tests.support import ServerProcess
 
-THREADS = 4
+THREADS = 8  # concurrent posters: a burst, group-committed
 KILL_AFTER = 200  # acknowledged glints before the crash
 
 
@@ -83,5 +84,8 @@ def test_acknowledged_glints_survive_sigkill(tmp_path):
                               json={"module": "durability.test", "id": acked[0]})
         assert retry.status_code == 200 and retry.json()["status"] == "glint_duplicate"
         assert requests.get(f"{second.url}/api/stats", timeout=10).json()["total"] == len(glints)
+        record("crash", posters=THREADS, acknowledged=len(acked),
+               acknowledged_found_once=len(set(acked) & set(stored_ids)), stored=len(stored_ids),
+               stored_unacknowledged=len(set(stored_ids) - set(acked)), lost=len(missing))
     finally:
         second.stop()
