@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from ..engine.breath import PHASES
 from ..engine.glints import GlintError
@@ -21,6 +21,12 @@ MAX_PAGE = 500
 
 @bp.get("/glints")
 def list_glints():
+    return glint_page(spiral().store.query)
+
+
+def glint_page(query) -> Response:
+    """A page of glints from `query` (hot store or archive) with the filters and paging of the
+    request's arguments: module (exact or glob), phase, since, until, before_seq, limit."""
     args = request.args
     module = args.get("module") or None
     if module is not None and (len(module) > 100 or not all(c.isalnum() or c in "._*?" for c in module)):
@@ -30,8 +36,8 @@ def list_glints():
         raise GlintError(400, "invalid_query", f"phase must be one of {', '.join(PHASES)}")
     limit = _int(args, "limit", 50, 1, MAX_PAGE)
     before = _int(args, "before_seq", None, 0, None)
-    glints = spiral().store.query(module=module, phase=phase, since=_time(args, "since"),
-                                  until=_time(args, "until"), before_seq=before, limit=limit)
+    glints = query(module=module, phase=phase, since=_time(args, "since"), until=_time(args, "until"),
+                   before_seq=before, limit=limit)
     body = b'{"glints":[' + b",".join(g.json for g in glints) + b'],"next_before_seq":'
     body += str(glints[-1].seq).encode() if len(glints) == limit else b"null"
     return json_response(body + b"}")

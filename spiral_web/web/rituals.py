@@ -9,13 +9,12 @@ import orjson
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 
-from ..engine.breath import PHASES
 from ..engine.glints import GlintError
 from ..engine.orchestrator import Refused
 from ..engine.rituals import NAME_PATTERN, STATUSES
 from ..engine.rules import Rule, RuleError
 from .api import _int as _parse_int  # one parser for query numbers and times across the API
-from .api import _time
+from .api import glint_page
 from .auth import require_admin
 from .common import error, json_response, source, spiral
 from .schemas import DryRunIn, InvokeIn
@@ -93,20 +92,7 @@ def dry_run(name: str):
 @bp.get("/archive")
 def archive():
     """Archived glints, newest first: the same filters and paging as /api/glints."""
-    args = request.args
-    module = args.get("module") or None
-    if module is not None and (len(module) > 100 or not all(c.isalnum() or c in "._*?" for c in module)):
-        raise GlintError(400, "invalid_query", "module may hold letters, digits, '.', '_', '*' and '?'")
-    phase = args.get("phase") or None
-    if phase is not None and phase not in PHASES:
-        raise GlintError(400, "invalid_query", f"phase must be one of {', '.join(PHASES)}")
-    limit = _int("limit", 50, 1, MAX_PAGE)
-    glints = spiral().store.query_archive(
-        module=module, phase=phase, since=_time(args, "since"), until=_time(args, "until"),
-        before_seq=_int("before_seq", None, 0, None), limit=limit)
-    body = b'{"glints":[' + b",".join(g.json for g in glints) + b'],"next_before_seq":'
-    body += str(glints[-1].seq).encode() if len(glints) == limit else b"null"
-    return json_response(body + b"}")
+    return glint_page(spiral().store.query_archive)
 
 
 def _known(name: str) -> None:
