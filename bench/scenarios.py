@@ -459,7 +459,9 @@ async def slow(opts: Options) -> list[Row]:
     rate, seconds = 50.0, max(2.0, 10.0 * opts.scale)
     capacity = 256  # small, so that a stalled reader can be a whole ring behind within the run
     flood, pad = 1200, 7000  # ~8 MB: more than the kernel buffers for a stalled socket plus the ring
-    env = {"SPIRAL_HUB_CAPACITY": str(capacity), "SPIRAL_CAPACITY": "20000"}
+    # The write watch drops a stream whose write made no progress for SPIRAL_SEND_TIMEOUT (10 s by
+    # default); 2 s here so that it acts within the 3 s this scenario gives the server to notice.
+    env = {"SPIRAL_HUB_CAPACITY": str(capacity), "SPIRAL_CAPACITY": "20000", "SPIRAL_SEND_TIMEOUT": "2"}
     with Server(opts.via, env=env) as server:
         worker = server.worker
         sink = Sink()
@@ -489,8 +491,8 @@ async def slow(opts: Options) -> list[Row]:
         rss_after, kmem_after = rss_mb(worker), sockstat_tcp_kb()
         listeners = get_json(server.url + "/api/stats")["listeners"]
         metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
-        dropped_metric = next((line.split()[-1] for line in metrics.splitlines()
-                               if line.startswith("spiral_subscribers_dropped")), "?")
+        dropped_metric = str(sum(float(line.split()[-1]) for line in metrics.splitlines()
+                                 if line.startswith("spiral_subscribers_dropped_total")))
         still_open = not stalled.done.done()
         before_resume = stalled.received
         # now read again: what does the stalled reader get, and when?

@@ -39,7 +39,7 @@ def readyz():
 @bp.record_once
 def _register_metrics(state) -> None:
     registry = CollectorRegistry()
-    registry.register(SpiralCollector(state.app.extensions["spiral"]))
+    registry.register(SpiralCollector(state.app.extensions["spiral"], state.app.extensions))
     state.app.extensions["spiral.metrics"] = registry
 
 
@@ -52,8 +52,9 @@ def metrics():
 class SpiralCollector:
     """Reads the hub's own counters at scrape time; nothing is counted twice."""
 
-    def __init__(self, hub: Spiral) -> None:
+    def __init__(self, hub: Spiral, extensions: dict) -> None:
         self.hub = hub
+        self.extensions = extensions  # the write watch appears there with the first stream
 
     def collect(self):
         snap = self.hub.orchestrator.stats.snapshot()
@@ -65,8 +66,12 @@ class SpiralCollector:
                                 value=self.hub.hub.listeners)
         yield CounterMetricFamily("spiral_events_published", "Events published to the hub",
                                   value=self.hub.hub.published_total)
-        yield CounterMetricFamily("spiral_subscribers_dropped", "Subscribers dropped for lagging",
-                                  value=self.hub.hub.dropped_total)
+        dropped = CounterMetricFamily("spiral_subscribers_dropped", "Subscribers dropped, by reason",
+                                      labels=["reason"])
+        dropped.add_metric(["lagging"], self.hub.hub.dropped_total)
+        watch = self.extensions.get("spiral.write_watch")
+        dropped.add_metric(["stalled"], watch.dropped if watch is not None else 0)
+        yield dropped
         state = self.hub.breath.state()
         yield GaugeMetricFamily("spiral_usage", "Usage level 0..1", value=state.usage)
         climate = GaugeMetricFamily("spiral_climate", "1 for the current climate", labels=["climate"])
