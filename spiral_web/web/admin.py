@@ -75,28 +75,24 @@ def climate():
 
 def set_phase(phase: str | None, seconds: float) -> float | None:
     """Override the phase for `seconds` (None releases), publish the breath; the end time or None."""
-    if phase is not None:
-        if phase not in PHASES:
-            raise GlintError(422, "invalid_override", f"phase must be one of {', '.join(PHASES)}",
-                             [{"field": "phase", "problem": f"choose one of {', '.join(PHASES)}"}])
-        _check_seconds(seconds)
-    hub = spiral()
-    hub.breath.override_phase(phase, seconds)
-    hub.orchestrator.publish_breath(force=True)
-    return hub.clock.now() + seconds if phase is not None else None
+    return _override("phase", PHASES, phase, seconds)
 
 
 def set_climate(climate: str | None, seconds: float) -> float | None:
     """Override the climate for `seconds` (None releases), publish the breath; the end time or None."""
-    if climate is not None:
-        if climate not in CLIMATES:
-            raise GlintError(422, "invalid_override", f"climate must be one of {', '.join(CLIMATES)}",
-                             [{"field": "climate", "problem": f"choose one of {', '.join(CLIMATES)}"}])
+    return _override("climate", CLIMATES, climate, seconds)
+
+
+def _override(kind: str, allowed: tuple[str, ...], value: str | None, seconds: float) -> float | None:
+    if value is not None:
+        if value not in allowed:
+            raise GlintError(422, "invalid_override", f"{kind} must be one of {', '.join(allowed)}",
+                             [{"field": kind, "problem": f"choose one of {', '.join(allowed)}"}])
         _check_seconds(seconds)
     hub = spiral()
-    hub.breath.override_climate(climate, seconds)
+    getattr(hub.breath, f"override_{kind}")(value, seconds)
     hub.orchestrator.publish_breath(force=True)
-    return hub.clock.now() + seconds if climate is not None else None
+    return hub.clock.now() + seconds if value is not None else None
 
 
 def check_token(given: str | None) -> tuple[int, str] | None:
