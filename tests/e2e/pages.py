@@ -96,7 +96,11 @@ class Dashboard:
         self.page.fill("#emit-module", module)
         self.page.select_option("#emit-phase", phase)
         self.page.fill("#emit-context", context)
-        self.page.click("#emit-form button[type=submit]")
+        # Wait for the answer and its swap: a next emit must not type into a form about to be replaced.
+        with self.page.expect_response(lambda r: r.request.method == "POST" and "/dashboard/emit" in r.url):
+            self.page.click("#emit-form button[type=submit]")
+        self.page.wait_for_function(
+            "() => !document.querySelector('#emit-form')?.closest('.htmx-request, [aria-busy=true]')")
 
     # -- pictures ------------------------------------------------------------------------------
     def screenshot(self, name: str, full_page: bool = False) -> None:
