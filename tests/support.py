@@ -75,3 +75,25 @@ class ServerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def bell_and_hook_rituals(port: int, hook_description: str, hook_note: str) -> str:
+    """Two TOML rituals the dashboard tests share: `bell` answers `bell.tower` glints with one
+    glint; `hook` calls a webhook on `port`, where nobody listens, so it fails at once. The hook's
+    description and URL carry whatever (hostile) text a test passes."""
+    return f"""
+[rituals.bell]
+description = "bell.tower: answer with one ring"
+rule = 'module == "bell.tower"'
+action = "emit"
+module = "ritual.bell"
+context = {{ rang = true }}
+
+[rituals.hook]
+description = '{hook_description}'
+rule = 'module == "hook.me"'
+action = "webhook"
+url = 'http://127.0.0.1:{port}/down?note={hook_note}'
+timeout = 1
+retries = 0
+"""

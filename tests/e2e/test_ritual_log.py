@@ -8,35 +8,17 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from ..support import ServerProcess, free_port
+from ..support import ServerProcess, bell_and_hook_rituals, free_port
 from .pages import Dashboard, has_class
 from .test_dashboard import HOSTILE, post, to_phase_end
 
-# `bell` emits a glint; `hook` calls a webhook on a port nobody listens on, so it fails at once.
-# Both carry hostile text where a configuration can: the description and the webhook's URL.
-RITUALS_TOML = """
-[rituals.bell]
-description = "bell.tower: answer with one ring"
-rule = 'module == "bell.tower"'
-action = "emit"
-module = "ritual.bell"
-context = {{ rang = true }}
-
-[rituals.hook]
-description = '<b>tell ops</b> <script>window.__pwned = 4</script>'
-rule = 'module == "hook.me"'
-action = "webhook"
-url = 'http://127.0.0.1:{port}/down?note={hostile}'
-timeout = 1
-retries = 0
-"""
-
-
 @pytest.fixture
 def ritual_server(tmp_path):
-    """A real server with the fake clock and two rituals from a TOML file."""
+    """A real server with the fake clock and two rituals from a TOML file; the failing `hook`
+    carries hostile text where a configuration can: its description and its webhook's URL."""
     config = tmp_path / "spiral.toml"
-    config.write_text(RITUALS_TOML.format(port=free_port(), hostile=HOSTILE))
+    config.write_text(bell_and_hook_rituals(
+        free_port(), "<b>tell ops</b> <script>window.__pwned = 4</script>", HOSTILE))
     proc = ServerProcess(tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}).start()
     yield proc
     proc.kill()

@@ -10,30 +10,12 @@ import pytest
 
 from spiral_web import create_app
 
-from ..support import free_port
+from ..support import bell_and_hook_rituals, free_port
 from .sse import SSEReader
 
 T0 = 1_800_000_000.0  # an inhale starts here with the default breath
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
-
-RITUALS_TOML = """
-[rituals.bell]
-description = "bell.tower: answer with one ring"
-rule = 'module == "bell.tower"'
-action = "emit"
-module = "ritual.bell"
-context = {{ rang = true }}
-
-[rituals.hook]
-description = '{script}'
-rule = 'module == "hook.me"'
-action = "webhook"
-url = 'http://127.0.0.1:{port}/down?note={img}'
-timeout = 1
-retries = 0
-"""
-
 
 @pytest.fixture
 def make_app(tmp_path):
@@ -42,7 +24,7 @@ def make_app(tmp_path):
 
     def make(**settings):
         config = tmp_path / f"spiral{len(apps)}.toml"
-        config.write_text(RITUALS_TOML.format(script=SCRIPT, img=IMG, port=free_port()))
+        config.write_text(bell_and_hook_rituals(free_port(), SCRIPT, IMG))
         app = create_app({"data_dir": str(tmp_path / f"data{len(apps)}"), "fake_clock": True,
                           "start_ticker": False, "heartbeat_seconds": 0.1, "config_file": str(config),
                           **settings})
