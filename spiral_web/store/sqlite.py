@@ -334,6 +334,15 @@ class SQLiteStore:
         events.sort(key=lambda e: e.seq)  # type: ignore[arg-type, return-value]
         return events[:limit]
 
+    def activity(self, now: float, window: float, step: float) -> list[tuple[str, int, int]]:
+        """(module, steps ago, count) for the glints received in the last `window` seconds, counted
+        in buckets of `step` seconds (uses the received_ts index)."""
+        return self._read(  # type: ignore[return-value]
+            "SELECT module, CAST((? - received_ts) / ? AS INTEGER) AS ago, COUNT(*) FROM glints"
+            " WHERE received_ts > ? AND received_ts <= ? GROUP BY module, ago",
+            (now, step, now - window, now),
+        )
+
     def seq_bounds(self) -> tuple[int, int]:
         """(smallest, largest) seq that replay_after can still return; (0, 0) when empty."""
         parts = " UNION ALL ".join(f"SELECT MIN(seq), MAX(seq) FROM {t}" for t in _SEQ_TABLES)

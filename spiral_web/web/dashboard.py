@@ -444,11 +444,7 @@ def activity(hub: Any) -> dict[str, Any]:
     """Glint counts over the last WINDOW seconds, from the store (so: across every worker):
     a sparkline of glints per minute and a per-module heat strip."""
     now = hub.clock.now()
-    rows = hub.store._read(  # read-only, uses the received_ts index
-        "SELECT module, CAST((? - received_ts) / ? AS INTEGER) AS ago, COUNT(*) FROM glints"
-        " WHERE received_ts > ? AND received_ts <= ? GROUP BY module, ago",
-        (now, SPARK_STEP, now - WINDOW, now),
-    )
+    rows = hub.store.activity(now, WINDOW, SPARK_STEP)
     points = WINDOW // SPARK_STEP
     cells = WINDOW // HEAT_STEP
     spark = [0] * points  # oldest first
