@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast bench vendor lint clean
+.PHONY: run test test-fast bench vendor lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ test-fast: $(VENV)/.installed-test
 # BENCH_ARGS="fanout --profile /tmp/prof" runs one scenario, py-spy profiling the worker.
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench --wait-quiet 60 $(BENCH_ARGS)
+
+# ruff (the rules pallets/flask uses) and its formatter, as CI runs them.
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 vendor:
 	scripts/vendor.sh

@@ -24,25 +24,51 @@ def table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenarios", nargs="*", choices=[[], *SCENARIOS], metavar="scenario",
-                        help=f"one or more of {', '.join(SCENARIOS)} (default: all)")
-    parser.add_argument("--via", choices=["gunicorn", "serve"], default="gunicorn",
-                        help="start the server with `gunicorn -c gunicorn.conf.py wsgi:app` (default) "
-                             "or `python -m spiral_web.cli serve`")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="py-spy record the worker during each measured window (collapsed stacks in DIR)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="shrink subscriber counts and durations, e.g. 0.1 for a smoke run")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="before each scenario, wait up to this long for other load on the machine to stop")
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        choices=[[], *SCENARIOS],
+        metavar="scenario",
+        help=f"one or more of {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--via",
+        choices=["gunicorn", "serve"],
+        default="gunicorn",
+        help="start the server with `gunicorn -c gunicorn.conf.py wsgi:app` (default) "
+        "or `python -m spiral_web.cli serve`",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy record the worker during each measured window (collapsed stacks in DIR)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="shrink subscriber counts and durations, e.g. 0.1 for a smoke run",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each scenario, wait up to this long for other load on the machine to stop",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the raw results here")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     names = args.scenarios or list(SCENARIOS)
     nofile = raise_nofile()
     info = machine()
-    print(f"Spiral benchmarks: {info['date']}; {info['cpus']} CPUs ({info['cpu']}), {info['ram']} RAM; "
-          f"commit {info['commit']}; server via {args.via}; RLIMIT_NOFILE {nofile}", flush=True)
+    print(
+        f"Spiral benchmarks: {info['date']}; {info['cpus']} CPUs ({info['cpu']}), "
+        f"{info['ram']} RAM; "
+        f"commit {info['commit']}; server via {args.via}; RLIMIT_NOFILE {nofile}",
+        flush=True,
+    )
     opts = Options(via=args.via, profile_dir=args.profile, scale=args.scale)
     rows: list[Row] = []
     started = time.monotonic()
@@ -54,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(4.0)
             waited += 5.0
             busy = machine_busy()
-        note = f" (WARNING: {busy:.1f} CPUs busy before it started: other load on the machine)" if busy > 0.15 else ""
+        note = (
+            f" (WARNING: {busy:.1f} CPUs busy before it started: other load on the machine)"
+            if busy > 0.15
+            else ""
+        )
         print(f"- {name} ...{note}", flush=True)
         try:
             rows += asyncio.run(SCENARIOS[name](opts))
@@ -66,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(f"\n{len(names)} scenario(s) in {time.monotonic() - started:.0f} s")
     if args.json:
-        args.json.write_bytes(orjson.dumps({"machine": info, "via": args.via, "rows": [r.__dict__ for r in rows]},
-                                           option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str))
+        args.json.write_bytes(
+            orjson.dumps(
+                {"machine": info, "via": args.via, "rows": [r.__dict__ for r in rows]},
+                option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
+                default=str,
+            )
+        )
     return 0 if all(r.met in ("yes", "-", "not run") for r in rows) else 1
 
 

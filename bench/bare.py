@@ -12,8 +12,11 @@ app = Flask(__name__)
 @app.post("/stream/glint")
 def glint():
     body = orjson.loads(request.get_data(cache=False))
-    return Response(orjson.dumps({"status": "ok", "module": body.get("module")}), status=201,
-                    mimetype="application/json")
+    return Response(
+        orjson.dumps({"status": "ok", "module": body.get("module")}),
+        status=201,
+        mimetype="application/json",
+    )
 
 
 @app.get("/ping")
@@ -29,5 +32,7 @@ def wsgi(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
     out = orjson.dumps({"status": "ok", "module": body.get("module")})
-    start_response("201 Created", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
+    start_response(
+        "201 Created", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))]
+    )
     return [out]

@@ -51,11 +51,11 @@ class _ResponseProtocol(asyncio.Protocol):
         if i < 0:
             self.waiter.set_exception(HTTPError("response without content-length"))
             return
-        length = int(head[i + 15:head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None])
+        length = int(head[i + 15 : head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None])
         total = end + 4 + length
         if len(self.buf) < total:
             return
-        body = bytes(self.buf[end + 4:total])
+        body = bytes(self.buf[end + 4 : total])
         del self.buf[:total]
         if b"connection: close" in head:
             self.closed = True
@@ -91,13 +91,16 @@ class Conn:
             proto.transport.write(
                 b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n%s"
-                % (path.encode(), self.host.encode(), self.port, len(body), body))
+                % (path.encode(), self.host.encode(), self.port, len(body), body)
+            )
             try:
                 return await asyncio.wait_for(proto.waiter, timeout)
             except HTTPError:
                 if attempt:
                     raise
-            except BaseException:  # a timeout or cancellation: the answer may still come, so never reuse
+            except (
+                BaseException
+            ):  # a timeout or cancellation: the answer may still come, so never reuse
                 self.close()
                 self.proto = None
                 raise
@@ -123,7 +126,9 @@ class Sink:
         self.out_of_order = self.duplicates = 0
 
 
-_RECV = bytearray(256 * 1024)  # one receive buffer shared by every subscriber (one event loop, one thread)
+_RECV = bytearray(
+    256 * 1024
+)  # one receive buffer shared by every subscriber (one event loop, one thread)
 _RECV_VIEW = memoryview(_RECV)
 _T_KEY = b'"context":{"t":'
 
@@ -135,8 +140,13 @@ class SSEProtocol(asyncio.BufferedProtocol):
     counts glints per connection, `last_seq` checks order, `notices` keeps control events
     (`dropped`, `closing`, ...) with their data."""
 
-    def __init__(self, sink: Sink, path: bytes = b"/stream", on_ready: Callable[[], None] | None = None,
-                 rcvbuf: int | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        path: bytes = b"/stream",
+        on_ready: Callable[[], None] | None = None,
+        rcvbuf: int | None = None,
+    ) -> None:
         self.sink = sink
         self.path = path
         self.on_ready = on_ready
@@ -145,7 +155,9 @@ class SSEProtocol(asyncio.BufferedProtocol):
         self.buf = bytearray()
         self.headers_done = False
         self.status = 0
-        self.chunk_left = 0  # bytes of the current chunk (plus its CRLF) still to come; 0 = size line
+        self.chunk_left = (
+            0  # bytes of the current chunk (plus its CRLF) still to come; 0 = size line
+        )
         self.sse = bytearray()
         self.ready = asyncio.get_running_loop().create_future()
         self.done = asyncio.get_running_loop().create_future()
@@ -157,11 +169,14 @@ class SSEProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.write(b"GET " + self.path + b" HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")  # type: ignore[attr-defined]
+        transport.write(
+            b"GET " + self.path + b" HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        )  # type: ignore[attr-defined]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # a BufferedProtocol: the transport reads into this shared buffer, instead of allocating a
-        # fresh 256 KiB bytes object per read (3x cheaper per event; the client must not be the bottleneck)
+        # fresh 256 KiB bytes object per read (3x cheaper per event; the client must not be the
+        # bottleneck)
         return _RECV_VIEW
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -201,7 +216,7 @@ class SSEProtocol(asyncio.BufferedProtocol):
                 pos = eol + 2
             take = min(self.chunk_left, n - pos)
             # the chunk's trailing CRLF is cut below, once the chunk is complete
-            payload.append(bytes(buf[pos:pos + take]))
+            payload.append(bytes(buf[pos : pos + take]))
             self.chunk_left -= take
             pos += take
             if self.chunk_left == 0:
@@ -219,14 +234,14 @@ class SSEProtocol(asyncio.BufferedProtocol):
         if end < 0:
             return
         frames = bytes(sse[:end]).split(b"\n\n")
-        del sse[:end + 2]
+        del sse[: end + 2]
         sink = self.sink
         for frame in frames:
             if b"event: glint_emission" in frame:
                 seq = 0
                 data_at = frame.find(b"data: ")
                 if frame.startswith(b"id: "):
-                    seq = int(frame[4:frame.find(b"\n")])
+                    seq = int(frame[4 : frame.find(b"\n")])
                 if seq <= self.last_seq:
                     sink.duplicates += 1
                     continue
@@ -238,9 +253,9 @@ class SSEProtocol(asyncio.BufferedProtocol):
                     i = frame.find(_T_KEY, data_at)
                     if i > 0:  # the bench's own glints: {"context":{"t":<send time>,...}
                         i += len(_T_KEY)
-                        sink.latencies.append(now - float(frame[i:frame.find(b",", i)]))
+                        sink.latencies.append(now - float(frame[i : frame.find(b",", i)]))
                     else:
-                        t = orjson.loads(frame[data_at + 6:])["context"].get("t")
+                        t = orjson.loads(frame[data_at + 6 :])["context"].get("t")
                         if t is not None:
                             sink.latencies.append(now - t)
                 if self.on_glint is not None:
@@ -251,8 +266,8 @@ class SSEProtocol(asyncio.BufferedProtocol):
                 if not self.ready.done():
                     self.ready.set_result(True)
             else:
-                kind = frame[frame.find(b"event: ") + 7:].split(b"\n", 1)[0].decode()
-                self.notices.append((kind, frame[frame.find(b"data: ") + 6:]))
+                kind = frame[frame.find(b"event: ") + 7 :].split(b"\n", 1)[0].decode()
+                self.notices.append((kind, frame[frame.find(b"data: ") + 6 :]))
 
     def _finish(self, why: str) -> None:
         if not self.ready.done():
@@ -273,8 +288,14 @@ class SSEProtocol(asyncio.BufferedProtocol):
             self.transport.close()
 
 
-async def subscribe(host: str, port: int, sink: Sink, path: bytes = b"/stream", rcvbuf: int | None = None,
-                    timeout: float = 30.0) -> SSEProtocol:
+async def subscribe(
+    host: str,
+    port: int,
+    sink: Sink,
+    path: bytes = b"/stream",
+    rcvbuf: int | None = None,
+    timeout: float = 30.0,
+) -> SSEProtocol:
     """Open one SSE subscription and wait for the server's greeting (it is subscribed by then)."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -295,8 +316,15 @@ async def subscribe(host: str, port: int, sink: Sink, path: bytes = b"/stream", 
     return proto  # type: ignore[return-value]
 
 
-async def subscribe_many(host: str, port: int, sink: Sink, n: int, concurrency: int = 200,
-                         path: bytes = b"/stream", timeout: float = 60.0) -> list[SSEProtocol]:
+async def subscribe_many(
+    host: str,
+    port: int,
+    sink: Sink,
+    n: int,
+    concurrency: int = 200,
+    path: bytes = b"/stream",
+    timeout: float = 60.0,
+) -> list[SSEProtocol]:
     """n subscriptions, at most `concurrency` connecting at once; raises if any fails."""
     gate = asyncio.Semaphore(concurrency)
     deadline = time.monotonic() + timeout

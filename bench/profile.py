@@ -15,7 +15,8 @@ _LINE = re.compile(r"^(.*) (\d+)$")
 
 
 def _short(frame: str) -> str:
-    # py-spy frames look like "function (path/to/file.py:123)"; keep the function and the file's tail
+    # py-spy frames look like "function (path/to/file.py:123)"; keep the function and the
+    # file's tail
     m = re.match(r"^(.*?) \((.*?):(\d+)\)$", frame.strip())
     if not m:
         return frame.strip()

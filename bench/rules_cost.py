@@ -15,21 +15,35 @@ import timeit
 from spiral_web.engine.rules import Rule, activation, prepare
 
 GLINT = {
-    "id": "g-1", "seq": 1, "module": "memory.scroll", "phase": "return",
+    "id": "g-1",
+    "seq": 1,
+    "module": "memory.scroll",
+    "phase": "return",
     "context": {"depth": "contemplative", "action": "reflection", "n": 3},
-    "parent_id": None, "source": "127.0.0.1",
+    "parent_id": None,
+    "source": "127.0.0.1",
 }
 BREATH = {"phase": "return", "climate": "clear", "usage": 0.42}
 
 CASES = [  # name, CEL, rule-engine
-    ("simple", 'module == "memory.scroll" && phase == "return"',
-     'module == "memory.scroll" and phase == "return"'),
+    (
+        "simple",
+        'module == "memory.scroll" && phase == "return"',
+        'module == "memory.scroll" and phase == "return"',
+    ),
     ("number", "usage > 0.8", "usage > 0.8"),
-    ("context", 'has(context.depth) && context.depth == "contemplative"',
-     'context.depth == "contemplative"'),
+    (
+        "context",
+        'has(context.depth) && context.depth == "contemplative"',
+        'context.depth == "contemplative"',
+    ),
 ]
-BUILTIN_RULES = ['module == "memory.scroll" && phase == "return"', "usage > 0.8",
-                 'climate == "suspicious"', 'breath_phase == "night_hold"']
+BUILTIN_RULES = [
+    'module == "memory.scroll" && phase == "return"',
+    "usage > 0.8",
+    'climate == "suspicious"',
+    'breath_phase == "night_hold"',
+]
 
 
 def us(fn, number: int = 20_000, repeat: int = 7) -> float:
@@ -58,8 +72,10 @@ def main() -> None:
             assert compiled.matches(act) is expected
             other = f"{us(lambda c=compiled: c.matches(act)):.1f}"
         print(f"{name:8} {plain:10.1f} {prepared:14.2f} {other:>12}")
-    print(f"building the activation: {us(lambda: activation(GLINT, BREATH)):.1f}; "
-          f"preparing it for CEL: {us(lambda: prepare(act)):.1f}")
+    print(
+        f"building the activation: {us(lambda: activation(GLINT, BREATH)):.1f}; "
+        f"preparing it for CEL: {us(lambda: prepare(act)):.1f}"
+    )
 
     rules = [Rule(t) for t in BUILTIN_RULES]
 
@@ -70,8 +86,12 @@ def main() -> None:
 
     print(f"the four built-in rules on one glint (one prepared activation): {us(per_glint):.1f}")
     if rule_engine is not None:
-        others = [rule_engine.Rule(t.replace("&&", "and"), context=rule_engine.Context(default_value=None))
-                  for t in BUILTIN_RULES]
+        others = [
+            rule_engine.Rule(
+                t.replace("&&", "and"), context=rule_engine.Context(default_value=None)
+            )
+            for t in BUILTIN_RULES
+        ]
 
         def per_glint_rule_engine() -> None:
             a = activation(GLINT, BREATH)

@@ -78,7 +78,8 @@ class Meter:
 
 
 class LagMonitor:
-    """How late this client's event loop runs a 5 ms timer: if it is late, the client is the bottleneck."""
+    """How late this client's event loop runs a 5 ms timer: if it is late, the client is the
+    bottleneck."""
 
     def __init__(self, seconds: float) -> None:
         self.worst = 0.0
@@ -99,7 +100,8 @@ class LagMonitor:
 
 
 class Profiler:
-    """py-spy record of one process for a window, as collapsed stacks (if asked for and installed)."""
+    """py-spy record of one process for a window, as collapsed stacks (if asked for and
+    installed)."""
 
     def __init__(self, opts: Options, name: str, pid: int, seconds: float) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -109,9 +111,24 @@ class Profiler:
         out = opts.profile_dir / f"{name}.txt"
         try:
             self.proc = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-                 "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    str(max(1, int(seconds))),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         except FileNotFoundError:
             print("  (py-spy not installed: no profile)")
 
@@ -125,7 +142,9 @@ class Profiler:
 
 
 def glint_body(module: str, n: int) -> bytes:
-    return orjson.dumps({"module": module, "phase": "inhale", "context": {"t": time.time(), "n": n}})
+    return orjson.dumps(
+        {"module": module, "phase": "inhale", "context": {"t": time.time(), "n": n}}
+    )
 
 
 async def bounded(aw: Awaitable[Any], seconds: float) -> Any:
@@ -149,7 +168,9 @@ class Publish:
     latencies: list[float] = field(default_factory=list)
 
 
-async def paced_publish(port: int, module: str, rate: float, seconds: float, conns: int = 8) -> Publish:
+async def paced_publish(
+    port: int, module: str, rate: float, seconds: float, conns: int = 8
+) -> Publish:
     """`rate` glints per second for `seconds`, each sent at its own time on a free connection."""
     pool: asyncio.Queue[Conn] = asyncio.Queue()
     for _ in range(conns):
@@ -179,7 +200,9 @@ async def paced_publish(port: int, module: str, rate: float, seconds: float, con
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.ensure_future(one(i)))
-    _, pending = await asyncio.wait(tasks, timeout=20)  # bounded: a POST still unanswered is an error
+    _, pending = await asyncio.wait(
+        tasks, timeout=20
+    )  # bounded: a POST still unanswered is an error
     for task in pending:
         task.cancel()
     out.errors += len(pending)
@@ -192,8 +215,10 @@ async def post_one(port: int, module: str) -> tuple[int, float]:
     conn = Conn(HOST, port)
     try:
         t = time.time()
-        status, _ = await conn.post("/stream/glint", orjson.dumps(
-            {"module": module, "phase": "inhale", "context": {"t": t, "n": 0}}))
+        status, _ = await conn.post(
+            "/stream/glint",
+            orjson.dumps({"module": module, "phase": "inhale", "context": {"t": t, "n": 0}}),
+        )
         return status, t
     finally:
         conn.close()
@@ -210,8 +235,15 @@ def delivery(subs: list[SSEProtocol], expected: int) -> dict[str, int]:
 
 
 # -- fan-out ------------------------------------------------------------------------------------
-async def _fanout_round(server: Server, subs: list[SSEProtocol], sink: Sink, opts: Options, name: str,
-                        rate: float, seconds: float) -> dict[str, Any]:
+async def _fanout_round(
+    server: Server,
+    subs: list[SSEProtocol],
+    sink: Sink,
+    opts: Options,
+    name: str,
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
     for s in subs:
         s.received = 0  # last_seq stays: order and exactly-once are checked across rounds too
     sink.reset()
@@ -225,7 +257,9 @@ async def _fanout_round(server: Server, subs: list[SSEProtocol], sink: Sink, opt
         pub = await paced_publish(server.port, "bench.fanout", rate, seconds)
         await wait_until(lambda: all(s.received >= pub.acked for s in subs), 10)
         cpu = {**meter.stop(), **lag.stop()}
-        stored = get_json(server.url + "/api/stats")["total"] - total0  # a POST that timed out may be stored
+        stored = (
+            get_json(server.url + "/api/stats")["total"] - total0
+        )  # a POST that timed out may be stored
         await wait_until(lambda: all(s.received >= stored for s in subs), 5)
         prof.wait()
     finally:
@@ -236,30 +270,52 @@ async def _fanout_round(server: Server, subs: list[SSEProtocol], sink: Sink, opt
     deliveries = max(1, sum(s.received for s in subs))
     cpu["server_us_per_delivery"] = cpu["server_cpu"] * cpu["wall"] / deliveries * 1e6
     return {
-        "sent": int(rate * seconds), "acked": pub.acked, "stored": stored, "refused": pub.refused,
+        "sent": int(rate * seconds),
+        "acked": pub.acked,
+        "stored": stored,
+        "refused": pub.refused,
         "errors": pub.errors,
-        "p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat) if lat else float("nan"),
-        "post_p99": pct(pub.latencies, 99), "samples": len(lat),
-        "duplicates": sink.duplicates, "out_of_order": sink.out_of_order, **d, **cpu,
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "max": max(lat) if lat else float("nan"),
+        "post_p99": pct(pub.latencies, 99),
+        "samples": len(lat),
+        "duplicates": sink.duplicates,
+        "out_of_order": sink.out_of_order,
+        **d,
+        **cpu,
     }
 
 
 def _fanout_ok(r: dict[str, Any], n: int) -> bool:
-    return (r["worker_restarts"] == 0 and r["acked"] == r["sent"] and r["complete"] == n and r["missing"] == 0 and r["extra"] == 0
-            and r["duplicates"] == 0 and r["out_of_order"] == 0 and r["p99"] <= 0.050)
+    return (
+        r["worker_restarts"] == 0
+        and r["acked"] == r["sent"]
+        and r["complete"] == n
+        and r["missing"] == 0
+        and r["extra"] == 0
+        and r["duplicates"] == 0
+        and r["out_of_order"] == 0
+        and r["p99"] <= 0.050
+    )
 
 
 def _fanout_text(r: dict[str, Any], n: int) -> str:
     unanswered = f" ({r['errors']} POSTs unanswered after 15 s)" if r["errors"] else ""
     if r["worker_restarts"]:
-        unanswered += f" (gunicorn replaced the worker {r['worker_restarts']} time(s): missed heartbeats)"
-    return (f"{r['acked']}/{r['sent']} acked{unanswered}; {r['complete']}/{n} subs got all {r['stored']} stored "
-            f"exactly once, in order (missing {r['missing']}, dup {r['duplicates']}); "
-            f"delivery p50 {ms(r['p50'])} ms, "
-            f"p99 {ms(r['p99'])} ms, max {ms(r['max'])} ms; POST p99 {ms(r['post_p99'])} ms; "
-            f"worker CPU {r['server_cpu']:.0%} ({r['server_us_per_delivery']:.0f} µs per delivery), "
-            f"client CPU {r['client_cpu']:.0%} "
-            f"(loop lag p99 {ms(r['client_lag_p99'])} ms)")
+        unanswered += (
+            f" (gunicorn replaced the worker {r['worker_restarts']} time(s): missed heartbeats)"
+        )
+    return (
+        f"{r['acked']}/{r['sent']} acked{unanswered}; "
+        f"{r['complete']}/{n} subs got all {r['stored']} stored "
+        f"exactly once, in order (missing {r['missing']}, dup {r['duplicates']}); "
+        f"delivery p50 {ms(r['p50'])} ms, "
+        f"p99 {ms(r['p99'])} ms, max {ms(r['max'])} ms; POST p99 {ms(r['post_p99'])} ms; "
+        f"worker CPU {r['server_cpu']:.0%} ({r['server_us_per_delivery']:.0f} µs per delivery), "
+        f"client CPU {r['client_cpu']:.0%} "
+        f"(loop lag p99 {ms(r['client_lag_p99'])} ms)"
+    )
 
 
 async def fanout(opts: Options) -> list[Row]:
@@ -274,9 +330,16 @@ async def fanout(opts: Options) -> list[Row]:
         for s in subs:
             s.close()
     print(f"  fan-out: {_fanout_text(r, n)}; worker RSS {rss0:.0f}→{r['rss']:.0f} MB")
-    return [Row("fan-out", f"{n} SSE subs, {rate:.0f} glints/s × {seconds:.0f} s, 1 gevent worker",
-                _fanout_text(r, n), "all delivered exactly once; p99 ≤ 50 ms",
-                "yes" if _fanout_ok(r, n) else "NO", r)]
+    return [
+        Row(
+            "fan-out",
+            f"{n} SSE subs, {rate:.0f} glints/s × {seconds:.0f} s, 1 gevent worker",
+            _fanout_text(r, n),
+            "all delivered exactly once; p99 ≤ 50 ms",
+            "yes" if _fanout_ok(r, n) else "NO",
+            r,
+        )
+    ]
 
 
 # -- idle ---------------------------------------------------------------------------------------
@@ -311,21 +374,48 @@ async def idle(opts: Options) -> list[Row]:
         last = max(lat) if lat else float("inf")
         for s in subs:
             s.close()
-    r = {"n": n, "connect_s": connect_s, "held": held, "listeners": listeners, "rss0": rss0, "rss": rss,
-         "fds": fds, "status": status, "got": got, "p50": pct(lat, 50), "p99": pct(lat, 99), "last": last,
-         "per_conn_kb": (rss - rss0) * 1024 / n, **cpu}
+    r = {
+        "n": n,
+        "connect_s": connect_s,
+        "held": held,
+        "listeners": listeners,
+        "rss0": rss0,
+        "rss": rss,
+        "fds": fds,
+        "status": status,
+        "got": got,
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "last": last,
+        "per_conn_kb": (rss - rss0) * 1024 / n,
+        **cpu,
+    }
     ok = held == n and listeners == n and rss <= 400 and got == n and last <= 1.0
-    text = (f"{held}/{n} held (connected in {connect_s:.1f} s; server says {listeners} listeners); worker RSS "
-            f"{rss:.0f} MB ({rss0:.0f} MB empty, {r['per_conn_kb']:.0f} KB/stream); one glint reached "
-            f"{got}/{n}: p50 {ms(r['p50'])} ms, last {ms(last)} ms")
+    text = (
+        f"{held}/{n} held (connected in {connect_s:.1f} s; server says {listeners} listeners); "
+        f"worker RSS "
+        f"{rss:.0f} MB ({rss0:.0f} MB empty, {r['per_conn_kb']:.0f} KB/stream); one glint reached "
+        f"{got}/{n}: p50 {ms(r['p50'])} ms, last {ms(last)} ms"
+    )
     print(f"  idle: {text}; client CPU during the broadcast {cpu['client_cpu']:.0%}")
-    return [Row("idle", f"{n} SSE subs, 1 gevent worker", text,
-                "all held; RSS ≤ 400 MB; one glint reaches all ≤ 1 s", "yes" if ok else "NO", r)]
+    return [
+        Row(
+            "idle",
+            f"{n} SSE subs, 1 gevent worker",
+            text,
+            "all held; RSS ≤ 400 MB; one glint reaches all ≤ 1 s",
+            "yes" if ok else "NO",
+            r,
+        )
+    ]
 
 
 # -- ingest -------------------------------------------------------------------------------------
-async def _hammer(port: int, conns: int, seconds: float, warmup: float, module: str) -> dict[str, Any]:
-    """`conns` keep-alive publishers posting back to back; counts what is acknowledged after warm-up."""
+async def _hammer(
+    port: int, conns: int, seconds: float, warmup: float, module: str
+) -> dict[str, Any]:
+    """`conns` keep-alive publishers posting back to back; counts what is acknowledged after
+    warm-up."""
     stop_at = time.monotonic() + warmup + seconds
     measure_from = time.monotonic() + warmup
     counts = {"acked": 0, "refused": 0, "errors": 0, "total": 0}
@@ -339,7 +429,9 @@ async def _hammer(port: int, conns: int, seconds: float, warmup: float, module: 
             while (now := time.monotonic()) < stop_at:
                 i += 1
                 try:
-                    status, _ = await conn.post("/stream/glint", glint_body(module, k * 1_000_000 + i))
+                    status, _ = await conn.post(
+                        "/stream/glint", glint_body(module, k * 1_000_000 + i)
+                    )
                 except Exception:
                     counts["errors"] += 1
                     await asyncio.sleep(0.01)
@@ -358,8 +450,13 @@ async def _hammer(port: int, conns: int, seconds: float, warmup: float, module: 
             conn.close()
 
     await bounded(asyncio.gather(*(worker(k) for k in range(conns))), warmup + seconds + 30)
-    return {**counts, "rate": counts["acked"] / seconds, "p50": pct(lat, 50), "p99": pct(lat, 99),
-            "statuses": status_seen}
+    return {
+        **counts,
+        "rate": counts["acked"] / seconds,
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "statuses": status_seen,
+    }
 
 
 async def ingest(opts: Options) -> list[Row]:
@@ -371,12 +468,18 @@ async def ingest(opts: Options) -> list[Row]:
         ("bare WSGI POST, no Flask (reference)", "bare-wsgi", {}),
         ("bare Flask POST (reference)", "bare", {}),
         ("Spiral, synchronous=NORMAL (default)", opts.via, {"SPIRAL_CAPACITY": "20000"}),
-        ("Spiral, synchronous=FULL", opts.via, {"SPIRAL_CAPACITY": "20000", "SPIRAL_SQLITE_SYNC": "full"}),
+        (
+            "Spiral, synchronous=FULL",
+            opts.via,
+            {"SPIRAL_CAPACITY": "20000", "SPIRAL_SQLITE_SYNC": "full"},
+        ),
     ]
     for label, via, env in cases:
         with Server(via, env=env) as server:
             meter = Meter(server.worker)
-            name = "ingest-" + (via if via.startswith("bare") else env.get("SPIRAL_SQLITE_SYNC", "normal"))
+            name = "ingest-" + (
+                via if via.startswith("bare") else env.get("SPIRAL_SQLITE_SYNC", "normal")
+            )
             prof = Profiler(opts, name, server.worker, seconds)
             r = await _hammer(server.port, conns, seconds, warmup, "bench.ingest")
             cpu = meter.stop()
@@ -386,10 +489,12 @@ async def ingest(opts: Options) -> list[Row]:
                 r["stored"] = stats["total"]
             r.update(cpu)
             r["server_us_per_post"] = r["server_cpu"] * r["wall"] / max(1, r["total"]) * 1e6
-        text = (f"{r['rate']:,.0f} acked/s; POST p50 {ms(r['p50'])} ms, p99 {ms(r['p99'])} ms; "
-                f"refused {r['refused']}, errors {r['errors']}; worker CPU {r['server_cpu']:.0%} "
-                f"(~{r['server_us_per_post']:.0f} µs per POST), "
-                f"client CPU {r['client_cpu']:.0%}")
+        text = (
+            f"{r['rate']:,.0f} acked/s; POST p50 {ms(r['p50'])} ms, p99 {ms(r['p99'])} ms; "
+            f"refused {r['refused']}, errors {r['errors']}; worker CPU {r['server_cpu']:.0%} "
+            f"(~{r['server_us_per_post']:.0f} µs per POST), "
+            f"client CPU {r['client_cpu']:.0%}"
+        )
         print(f"  ingest {label}: {text}")
         if via.startswith("bare"):
             met, target = "-", "reference (the issue quotes ~5,000 req/s for bare Flask)"
@@ -397,8 +502,16 @@ async def ingest(opts: Options) -> list[Row]:
             durable = env.get("SPIRAL_SQLITE_SYNC") != "full"
             met = ("yes" if r["rate"] >= 2500 and r["refused"] == 0 else "NO") if durable else "-"
             target = "≥ 2,500 acked glints/s" if durable else "(not a target: fsync per commit)"
-        rows.append(Row("ingest", f"{label}: {conns} keep-alive publishers, no subscribers, 1 worker",
-                        text, target, met, r))
+        rows.append(
+            Row(
+                "ingest",
+                f"{label}: {conns} keep-alive publishers, no subscribers, 1 worker",
+                text,
+                target,
+                met,
+                r,
+            )
+        )
     return rows
 
 
@@ -443,8 +556,13 @@ async def _flood(port: int, count: int, pad: int, conns: int = 8, seconds: float
             for i in left:
                 if time.monotonic() > stop_at:
                     return
-                body = orjson.dumps({"module": "bench.flood", "phase": "inhale",
-                                     "context": {"t": time.time(), "n": i, "a": filler, "b": filler}})
+                body = orjson.dumps(
+                    {
+                        "module": "bench.flood",
+                        "phase": "inhale",
+                        "context": {"t": time.time(), "n": i, "a": filler, "b": filler},
+                    }
+                )
                 status, _ = await conn.post("/stream/glint", body)
                 acked += status == 201
         finally:
@@ -458,10 +576,17 @@ async def slow(opts: Options) -> list[Row]:
     n = max(10, int(1000 * opts.scale))
     rate, seconds = 50.0, max(2.0, 10.0 * opts.scale)
     capacity = 256  # small, so that a stalled reader can be a whole ring behind within the run
-    flood, pad = 1200, 7000  # ~8 MB: more than the kernel buffers for a stalled socket plus the ring
+    flood, pad = (
+        1200,
+        7000,
+    )  # ~8 MB: more than the kernel buffers for a stalled socket plus the ring
     # The write watch drops a stream whose write made no progress for SPIRAL_SEND_TIMEOUT (10 s by
     # default); 2 s here so that it acts within the 3 s this scenario gives the server to notice.
-    env = {"SPIRAL_HUB_CAPACITY": str(capacity), "SPIRAL_CAPACITY": "20000", "SPIRAL_SEND_TIMEOUT": "2"}
+    env = {
+        "SPIRAL_HUB_CAPACITY": str(capacity),
+        "SPIRAL_CAPACITY": "20000",
+        "SPIRAL_SEND_TIMEOUT": "2",
+    }
     with Server(opts.via, env=env) as server:
         worker = server.worker
         sink = Sink()
@@ -475,11 +600,14 @@ async def slow(opts: Options) -> list[Row]:
         client_port = stalled.transport.get_extra_info("sockname")[1]
         r = await _fanout_round(server, subs, sink, opts, "slow-stalled", rate, seconds)
         sendq_after_round = (tcp_queues(server.port, client_port) or (0, 0))[0]
-        # then only the stalled reader stays, and a flood of large glints pushes it past every buffer
+        # then only the stalled reader stays, and a flood of large glints pushes it past every
+        # buffer
         for s in subs:
             s.close()
         # the server notices a closed stream at its next write: the heartbeat, within 15 s
-        await wait_until(lambda: get_json(server.url + "/api/stats")["listeners"] == 1, 20, step=0.5)
+        await wait_until(
+            lambda: get_json(server.url + "/api/stats")["listeners"] == 1, 20, step=0.5
+        )
         listeners_before_flood = get_json(server.url + "/api/stats")["listeners"]
         rss_before, kmem_before = rss_mb(worker), sockstat_tcp_kb()
         flood_started = time.monotonic()
@@ -491,15 +619,22 @@ async def slow(opts: Options) -> list[Row]:
         rss_after, kmem_after = rss_mb(worker), sockstat_tcp_kb()
         listeners = get_json(server.url + "/api/stats")["listeners"]
         metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
-        dropped_metric = str(sum(float(line.split()[-1]) for line in metrics.splitlines()
-                                 if line.startswith("spiral_subscribers_dropped_total")))
+        dropped_metric = str(
+            sum(
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("spiral_subscribers_dropped_total")
+            )
+        )
         still_open = not stalled.done.done()
         before_resume = stalled.received
         # now read again: what does the stalled reader get, and when?
         resumed_at = time.monotonic()
         stalled.transport.resume_reading()
         stall_sink.record = False
-        await wait_until(lambda: stalled.done.done() or any(k == "dropped" for k, _ in stalled.notices), 15)
+        await wait_until(
+            lambda: stalled.done.done() or any(k == "dropped" for k, _ in stalled.notices), 15
+        )
         resume_wait = time.monotonic() - resumed_at
         got_after_resume = stalled.received - before_resume
         notices = [(k, d.decode()[:200]) for k, d in stalled.notices]
@@ -508,40 +643,78 @@ async def slow(opts: Options) -> list[Row]:
         timeouts = server.log_tail(200).count("WORKER TIMEOUT")
         stalled.close()
     drop_notice = next((d for k, d in notices if k == "dropped"), None)
-    r.update(reference=ref, sendq_after_round=sendq_after_round, flood_acked=flooded, flood_s=flood_s,
-             listeners_before_flood=listeners_before_flood,
-             server_sendq=server_q and server_q[0], client_recvq=client_q and client_q[1],
-             listeners_while_stalled=listeners, dropped_metric=dropped_metric, open_while_stalled=still_open,
-             glints_read_after_resume=got_after_resume, resume_wait=resume_wait, notices=notices, ended=ended,
-             rss_before=rss_before, rss_after=rss_after, kernel_tcp_kb_before=kmem_before,
-             kernel_tcp_kb_after=kmem_after, hub_capacity=capacity, worker_restarts=restarts,
-             worker_timeouts_logged=timeouts)
+    r.update(
+        reference=ref,
+        sendq_after_round=sendq_after_round,
+        flood_acked=flooded,
+        flood_s=flood_s,
+        listeners_before_flood=listeners_before_flood,
+        server_sendq=server_q and server_q[0],
+        client_recvq=client_q and client_q[1],
+        listeners_while_stalled=listeners,
+        dropped_metric=dropped_metric,
+        open_while_stalled=still_open,
+        glints_read_after_resume=got_after_resume,
+        resume_wait=resume_wait,
+        notices=notices,
+        ended=ended,
+        rss_before=rss_before,
+        rss_after=rss_after,
+        kernel_tcp_kb_before=kmem_before,
+        kernel_tcp_kb_after=kmem_after,
+        hub_capacity=capacity,
+        worker_restarts=restarts,
+        worker_timeouts_logged=timeouts,
+    )
     # the others: as fast as without the stalled reader (within noise), and every stored glint
     # delivered to each of them exactly once, in order (the absolute targets belong to fan-out)
-    p99_ok = (r["p99"] <= max(ref["p99"] * 1.5, ref["p99"] + 0.005) and r["complete"] == n
-              and r["duplicates"] == 0 and r["out_of_order"] == 0)
+    p99_ok = (
+        r["p99"] <= max(ref["p99"] * 1.5, ref["p99"] + 0.005)
+        and r["complete"] == n
+        and r["duplicates"] == 0
+        and r["out_of_order"] == 0
+    )
     dropped = (not still_open) or listeners == 0
     reason_seen = drop_notice is not None or dropped_metric not in ("0.0", "0", "?")
-    text = (f"others: p99 {ms(r['p99'])} ms with the stalled reader vs {ms(ref['p99'])} ms without, "
-            f"{r['complete']}/{n} got all. Stalled reader after a flood of {flooded} × 7 KB glints "
-            f"(in {flood_s:.1f} s; {listeners_before_flood} listener(s) before it): "
-            f"{'dropped' if dropped else 'NOT dropped'} ({'server still holds it' if listeners else 'server closed it'}, "
-            f"{listeners} listener(s), dropped metric {dropped_metric}, server send queue "
-            f"{(server_q[0] / 1024) if server_q else 0:.0f} KiB, kernel TCP memory "
-            f"+{(kmem_after - kmem_before) / 1024:.1f} MiB, worker RSS {rss_before:.0f}→{rss_after:.0f} MB); "
-            f"when it read again it got {got_after_resume} glints, then "
-            f"{'`dropped` ' + drop_notice if drop_notice else 'no `dropped` notice'} ({ended})"
-            + (f"; NOTE gunicorn replaced the worker {restarts} time(s) ({timeouts} WORKER TIMEOUT in the log)"
-               if restarts or timeouts else ""))
+    text = (
+        f"others: p99 {ms(r['p99'])} ms with the stalled reader vs {ms(ref['p99'])} ms without, "
+        f"{r['complete']}/{n} got all. Stalled reader after a flood of {flooded} × 7 KB glints "
+        f"(in {flood_s:.1f} s; {listeners_before_flood} listener(s) before it): "
+        f"{'dropped' if dropped else 'NOT dropped'} "
+        f"({'server still holds it' if listeners else 'server closed it'}, "
+        f"{listeners} listener(s), dropped metric {dropped_metric}, server send queue "
+        f"{(server_q[0] / 1024) if server_q else 0:.0f} KiB, kernel TCP memory "
+        f"+{(kmem_after - kmem_before) / 1024:.1f} MiB, "
+        f"worker RSS {rss_before:.0f}→{rss_after:.0f} MB); "
+        f"when it read again it got {got_after_resume} glints, then "
+        f"{'`dropped` ' + drop_notice if drop_notice else 'no `dropped` notice'} ({ended})"
+        + (
+            f"; NOTE gunicorn replaced the worker {restarts} time(s) "
+            f"({timeouts} WORKER TIMEOUT in the log)"
+            if restarts or timeouts
+            else ""
+        )
+    )
     print(f"  slow: {text}")
     print(f"  slow: reference round {_fanout_text(ref, n)}")
     print(f"  slow: stalled round {_fanout_text(r, n)}")
-    return [Row("slow subscriber", f"1 stalled reader (4 KiB rcvbuf, stops reading) among {n}; "
-                f"{rate:.0f} glints/s × {seconds:.0f} s; SPIRAL_HUB_CAPACITY={capacity}", text,
-                "others' p99 unchanged; stalled one dropped with a reason",
-                "yes" if p99_ok and dropped and reason_seen else
-                "partly: dropped, but no reason reached the client or /metrics" if p99_ok and dropped else
-                "NO (not dropped)" if p99_ok else "NO", r)]
+    return [
+        Row(
+            "slow subscriber",
+            f"1 stalled reader (4 KiB rcvbuf, stops reading) among {n}; "
+            f"{rate:.0f} glints/s × {seconds:.0f} s; SPIRAL_HUB_CAPACITY={capacity}",
+            text,
+            "others' p99 unchanged; stalled one dropped with a reason",
+            "yes"
+            if p99_ok and dropped and reason_seen
+            else "partly: dropped, but no reason reached the client or /metrics"
+            if p99_ok and dropped
+            else "NO (not dropped)"
+            if p99_ok
+            else "NO",
+            r,
+        )
+    ]
 
 
 # -- graceful shutdown ----------------------------------------------------------------------------
@@ -560,13 +733,30 @@ async def shutdown(opts: Options) -> list[Row]:
         ended = sum(1 for s in subs if s.done.done())
         exited = await wait_until(lambda: server.proc.poll() is not None, 15, step=0.05)  # type: ignore[union-attr]
         exit_s = time.monotonic() - t
-    r = {"n": n, "closed_in": closed_in, "told": told, "ended": ended, "exited": exited, "exit_s": exit_s}
+    r = {
+        "n": n,
+        "closed_in": closed_in,
+        "told": told,
+        "ended": ended,
+        "exited": exited,
+        "exit_s": exit_s,
+    }
     ok = told == n and ended == n and closed_in <= 5 and exited
-    text = (f"{ended}/{n} streams ended in {closed_in:.2f} s, {told}/{n} with `event: closing`; "
-            f"server exited {f'in {exit_s:.1f} s' if exited else 'NOT within 15 s'}")
+    text = (
+        f"{ended}/{n} streams ended in {closed_in:.2f} s, {told}/{n} with `event: closing`; "
+        f"server exited {f'in {exit_s:.1f} s' if exited else 'NOT within 15 s'}"
+    )
     print(f"  shutdown: {text}")
-    return [Row("graceful shutdown", f"SIGTERM with {n} open streams, 1 gevent worker", text,
-                "all told `closing` and ended within a few seconds (≤ 5 s)", "yes" if ok else "NO", r)]
+    return [
+        Row(
+            "graceful shutdown",
+            f"SIGTERM with {n} open streams, 1 gevent worker",
+            text,
+            "all told `closing` and ended within a few seconds (≤ 5 s)",
+            "yes" if ok else "NO",
+            r,
+        )
+    ]
 
 
 # -- many workers -------------------------------------------------------------------------------
@@ -574,7 +764,10 @@ async def redis(opts: Options) -> list[Row]:
     """The fan-out scenario on two gevent workers joined by a real redis-server (started here)."""
     n = max(10, int(1000 * opts.scale))
     rate, seconds = 50.0, max(2.0, 10.0 * opts.scale)
-    with RedisServer() as redis_url, Server(opts.via, env={"SPIRAL_REDIS_URL": redis_url}, workers=2) as server:
+    with (
+        RedisServer() as redis_url,
+        Server(opts.via, env={"SPIRAL_REDIS_URL": redis_url}, workers=2) as server,
+    ):
         sink = Sink()
         subs = await subscribe_many(HOST, server.port, sink, n)
         await asyncio.sleep(1.5)  # every worker has reported its listeners to Redis
@@ -586,8 +779,16 @@ async def redis(opts: Options) -> list[Row]:
     text = _fanout_text(r, n) + f"; /api/stats listeners {listeners} (global)"
     print(f"  many workers: {text}")
     ok = _fanout_ok(r, n) and listeners == n
-    return [Row("many workers", f"{n} SSE subs over 2 gevent workers + Redis, {rate:.0f} glints/s × {seconds:.0f} s",
-                text, "same as fan-out; zero loss", "yes" if ok else "NO", r)]
+    return [
+        Row(
+            "many workers",
+            f"{n} SSE subs over 2 gevent workers + Redis, {rate:.0f} glints/s × {seconds:.0f} s",
+            text,
+            "same as fan-out; zero loss",
+            "yes" if ok else "NO",
+            r,
+        )
+    ]
 
 
 class RedisServer:
@@ -604,8 +805,20 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -643,16 +856,35 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-        mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+        mem = next(
+            line
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
         ram = f"{int(mem.split()[1]) / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         ram = "?"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
-                                cwd=Path(__file__).resolve().parent.parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=False,
-                               cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.strip()
     except OSError:
         commit, dirty = "?", ""
-    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": str(os.cpu_count()), "cpu": model, "ram": ram,
-            "commit": commit + (" + uncommitted changes" if dirty else "")}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "ram": ram,
+        "commit": commit + (" + uncommitted changes" if dirty else ""),
+    }

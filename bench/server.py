@@ -1,4 +1,5 @@
-"""Start and watch a server process: free port, temporary data dir, readiness, worker pid and RSS."""
+"""Start and watch a server process: free port, temporary data dir, readiness, worker pid and
+RSS."""
 
 from __future__ import annotations
 
@@ -87,10 +88,12 @@ def open_fds(pid: int) -> int:
 
 class Server:
     """One server process. `via`: "gunicorn" (the production command with gunicorn.conf.py),
-    "serve" (`python -m spiral_web.cli serve`), "bare" (the bare Flask baseline) or "bare-wsgi" (the same
-    endpoint without Flask), the last two with the same gunicorn.conf.py."""
+    "serve" (`python -m spiral_web.cli serve`), "bare" (the bare Flask baseline) or "bare-wsgi"
+    (the same endpoint without Flask), the last two with the same gunicorn.conf.py."""
 
-    def __init__(self, via: str = "gunicorn", env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self, via: str = "gunicorn", env: dict[str, str] | None = None, workers: int = 1
+    ) -> None:
         self.via = via
         self.port = free_port()
         self.tmp = Path(tempfile.mkdtemp(prefix="spiral-bench-"))
@@ -107,21 +110,44 @@ class Server:
 
     def command(self) -> list[str]:
         if self.via == "serve":
-            return [sys.executable, "-m", "spiral_web.cli", "serve", "--port", str(self.port),
-                    "--data-dir", str(self.data_dir), "--workers", str(self.workers),
-                    "--log-level", "warning"]
+            return [
+                sys.executable,
+                "-m",
+                "spiral_web.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                "warning",
+            ]
         app = {"bare": "bench.bare:app", "bare-wsgi": "bench.bare:wsgi"}.get(self.via, "wsgi:app")
         return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), app]
 
     def start(self, timeout: float = 20.0) -> Server:
         raise_nofile()
         env = dict(os.environ)
-        env.update(SPIRAL_DATA_DIR=str(self.data_dir), SPIRAL_PORT=str(self.port), SPIRAL_HOST="127.0.0.1",
-                   SPIRAL_WORKERS=str(self.workers), SPIRAL_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+        env.update(
+            SPIRAL_DATA_DIR=str(self.data_dir),
+            SPIRAL_PORT=str(self.port),
+            SPIRAL_HOST="127.0.0.1",
+            SPIRAL_WORKERS=str(self.workers),
+            SPIRAL_LOG_LEVEL="warning",
+            PYTHONUNBUFFERED="1",
+        )
         env.update(self.extra_env)
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _LIVE.add(self)
         deadline = time.monotonic() + timeout
         probe = "/ping" if self.via.startswith("bare") else "/healthz"
@@ -152,8 +178,8 @@ class Server:
         return pids[0]
 
     def restarted_workers(self) -> int:
-        """Workers that are not the ones it started with (gunicorn killed and replaced them, e.g. after
-        a missed heartbeat: `timeout`)."""
+        """Workers that are not the ones it started with (gunicorn killed and replaced them, e.g.
+        after a missed heartbeat: `timeout`)."""
         return len(set(self.worker_pids()) - self.first_workers)
 
     def log_tail(self, n: int = 30) -> str:
@@ -173,7 +199,8 @@ class Server:
                 self.proc.wait(5)
 
     def cleanup(self) -> None:
-        """Remove the data; keep the server's log as /tmp/spiral-bench-logs/<port>.log for a post-mortem."""
+        """Remove the data; keep the server's log as /tmp/spiral-bench-logs/<port>.log for a
+        post-mortem."""
         keep = Path(tempfile.gettempdir()) / "spiral-bench-logs"
         keep.mkdir(exist_ok=True)
         try:

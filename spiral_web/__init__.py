@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -24,12 +25,15 @@ def _asset_dir(name: str) -> str:
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then SPIRAL_CONFIG's TOML, then SPIRAL_* variables, then test_config."""
+    """Build the app: defaults, then SPIRAL_CONFIG's TOML, then SPIRAL_* variables, then
+    test_config."""
     config = Config.load(test_config)
     problem = config.exposure_problem()
     if problem:  # here as well as in `spiral serve`, so that `gunicorn wsgi:app` is covered too
         raise ExposureError(problem)
-    app = Flask(__name__, template_folder=_asset_dir("templates"), static_folder=_asset_dir("static"))
+    app = Flask(
+        __name__, template_folder=_asset_dir("templates"), static_folder=_asset_dir("static")
+    )
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, JSON_SORT_KEYS=False)
     spiral = Spiral.build(config)
     app.extensions["spiral"] = spiral
@@ -40,11 +44,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 class ExposureError(RuntimeError):
-    """The configuration would publish to the network with no tokens: see Config.exposure_problem."""
+    """The configuration would publish to the network with no tokens (Config.exposure_problem)."""
 
 
 def _configure_security(app: Flask, config: Config) -> None:
-    """Tokens, sessions, CSRF and the request guard (web/auth.py); headers and limits (web/security.py)."""
+    """Tokens, sessions, CSRF and the request guard (web/auth.py); headers and limits
+    (web/security.py)."""
     from .web import auth, security
 
     auth.init_app(app, config)

@@ -9,7 +9,8 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -32,12 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("serve", help="run the hub and dashboard (gunicorn, gevent worker)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 5056)")
-    p.add_argument("--data-dir", default=None, help="where the SQLite file lives (default ./spiral-data)")
+    p.add_argument(
+        "--data-dir", default=None, help="where the SQLite file lives (default ./spiral-data)"
+    )
     p.add_argument("--config", default=None, help="TOML configuration file")
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers (more need Redis)")
-    p.add_argument("--open", action="store_true",
-                   help="allow binding a non-loopback address without publish tokens "
-                        "(SPIRAL_OPEN=1 does the same)")
+    p.add_argument(
+        "--open",
+        action="store_true",
+        help="allow binding a non-loopback address without publish tokens "
+        "(SPIRAL_OPEN=1 does the same)",
+    )
     p.add_argument("--log-level", default="info")
 
     p = sub.add_parser("emit", help="emit one glint")
@@ -47,8 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--id")
     p.add_argument("--parent-id")
     p.add_argument("--url", default=DEFAULT_URL)
-    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
-                   help="publish token (default $SPIRAL_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPIRAL_TOKEN"),
+        help="publish token (default $SPIRAL_TOKEN)",
+    )
 
     p = sub.add_parser("listen", help="print the stream (JSON lines), resuming after drops")
     p.add_argument("--module")
@@ -56,21 +65,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--last-event-id")
     p.add_argument("--count", type=int, default=0, help="stop after this many glints (0: never)")
     p.add_argument("--url", default=DEFAULT_URL)
-    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
-                   help="read token, when the server asks for one (default $SPIRAL_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPIRAL_TOKEN"),
+        help="read token, when the server asks for one (default $SPIRAL_TOKEN)",
+    )
 
-    p = sub.add_parser("demo", help="the seed's glint↔stream synchronization test, against a server")
+    p = sub.add_parser(
+        "demo", help="the seed's glint↔stream synchronization test, against a server"
+    )
     p.add_argument("--url", default=DEFAULT_URL)
     p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
-                   help="publish token (default $SPIRAL_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPIRAL_TOKEN"),
+        help="publish token (default $SPIRAL_TOKEN)",
+    )
 
     p = sub.add_parser("agent", help="run an agent (a spiral_web.client.Agent subclass)")
-    p.add_argument("target", metavar="module:Class",
-                   help="e.g. examples.memory_keeper:MemoryKeeper")
+    p.add_argument(
+        "target", metavar="module:Class", help="e.g. examples.memory_keeper:MemoryKeeper"
+    )
     p.add_argument("--url", default=DEFAULT_URL)
-    p.add_argument("--token", default=os.environ.get("SPIRAL_TOKEN"),
-                   help="bearer token for emitting (default $SPIRAL_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPIRAL_TOKEN"),
+        help="bearer token for emitting (default $SPIRAL_TOKEN)",
+    )
     p.add_argument("--last-event-id", help="resume the stream after this id")
     p.add_argument("--log-level", default="info")
 
@@ -93,8 +114,16 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import Config
     from .server import serve
 
-    overrides: dict[str, Any] = {k: v for k, v in (("host", args.host), ("port", args.port),
-                                   ("data_dir", args.data_dir), ("config_file", args.config)) if v}
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("host", args.host),
+            ("port", args.port),
+            ("data_dir", args.data_dir),
+            ("config_file", args.config),
+        )
+        if v
+    }
     if args.open:
         overrides["open"] = True  # the workers' create_app checks again, and must agree
     try:
@@ -106,8 +135,17 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"spiral: {problem}", file=sys.stderr)
         return 2
-    print(f"Spiral dashboard on http://{config.host}:{config.port}/ (data in {config.db_path})", flush=True)
-    serve(config.host, config.port, workers=args.workers, overrides=overrides, log_level=args.log_level)
+    print(
+        f"Spiral dashboard on http://{config.host}:{config.port}/ (data in {config.db_path})",
+        flush=True,
+    )
+    serve(
+        config.host,
+        config.port,
+        workers=args.workers,
+        overrides=overrides,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -119,8 +157,15 @@ def _emit(args: argparse.Namespace) -> int:
     except orjson.JSONDecodeError:
         print("spiral: --context must be a JSON object", file=sys.stderr)
         return 2
-    answer = emit_glint(args.module, args.phase, context, id=args.id, parent_id=args.parent_id,
-                        url=args.url, token=args.token)
+    answer = emit_glint(
+        args.module,
+        args.phase,
+        context,
+        id=args.id,
+        parent_id=args.parent_id,
+        url=args.url,
+        token=args.token,
+    )
     print(orjson.dumps(answer).decode())
     return 0
 
@@ -129,9 +174,17 @@ def _listen(args: argparse.Namespace) -> int:
     from .client import listen
 
     seen = 0
-    for event in listen(args.url, module=args.module, phase=args.phase,
-                        last_event_id=args.last_event_id, token=args.token):
-        print(orjson.dumps({"event": event.event, "id": event.id, "data": event.data}).decode(), flush=True)
+    for event in listen(
+        args.url,
+        module=args.module,
+        phase=args.phase,
+        last_event_id=args.last_event_id,
+        token=args.token,
+    ):
+        print(
+            orjson.dumps({"event": event.event, "id": event.id, "data": event.data}).decode(),
+            flush=True,
+        )
         if event.event == "glint_emission":
             seen += 1
             if args.count and seen >= args.count:
@@ -148,12 +201,17 @@ def _agent(args: argparse.Namespace) -> int:
     from .client import Agent
     from .engine.rules import RuleError
 
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     module_name, _, class_name = args.target.partition(":")
     if not module_name or not class_name:
-        print("spiral: name the agent as module:Class, e.g. examples.memory_keeper:MemoryKeeper",
-              file=sys.stderr)
+        print(
+            "spiral: name the agent as module:Class, e.g. examples.memory_keeper:MemoryKeeper",
+            file=sys.stderr,
+        )
         return 2
     if os.getcwd() not in sys.path:  # so that `examples.x` imports from a checkout
         sys.path.insert(0, os.getcwd())
@@ -163,8 +221,9 @@ def _agent(args: argparse.Namespace) -> int:
         print(f"spiral: cannot import {args.target}: {exc}", file=sys.stderr)
         return 2
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
-        print(f"spiral: {args.target} is not a subclass of spiral_web.client.Agent",
-              file=sys.stderr)
+        print(
+            f"spiral: {args.target} is not a subclass of spiral_web.client.Agent", file=sys.stderr
+        )
         return 2
     try:
         agent = cls(args.url, token=args.token, last_event_id=args.last_event_id)
@@ -172,8 +231,12 @@ def _agent(args: argparse.Namespace) -> int:
         print(f"spiral: {args.target} is not a valid agent: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
-    print(f"{cls.__name__} ({agent.module}) listening to {args.url}, acting in "
-          f"{', '.join(sorted(agent.phases))}", file=sys.stderr, flush=True)
+    print(
+        f"{cls.__name__} ({agent.module}) listening to {args.url}, acting in "
+        f"{', '.join(sorted(agent.phases))}",
+        file=sys.stderr,
+        flush=True,
+    )
     agent.run()  # Ctrl-C ends it through main()'s KeyboardInterrupt (exit status 130)
     return 0
 
@@ -192,8 +255,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     def monitor() -> None:
         try:
-            for event in listen(url, reconnect=False, read_timeout=args.timeout + 20,
-                                token=args.token):
+            for event in listen(
+                url, reconnect=False, read_timeout=args.timeout + 20, token=args.token
+            ):
                 if event.event == "breath":
                     connected.set()  # the server greets every listener with the breath state
                 elif event.event == "glint_emission":
@@ -212,8 +276,14 @@ def _demo(args: argparse.Namespace) -> int:
     print("=" * 50)
     test_id = f"test-{uuid.uuid4().hex[:6]}"
     try:
-        answer = emit_glint("glint.orchestrator", None, {"test": "stream_endpoint"}, id=test_id,
-                            url=url, token=args.token)
+        answer = emit_glint(
+            "glint.orchestrator",
+            None,
+            {"test": "stream_endpoint"},
+            id=test_id,
+            url=url,
+            token=args.token,
+        )
     except Exception as exc:
         print(f"❌ Glint failed: {exc}", file=sys.stderr)
         return 1
@@ -255,7 +325,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _await_glint(received: "queue.Queue[Any]", gid: str, timeout: float) -> dict[str, Any] | None:
+def _await_glint(received: queue.Queue[Any], gid: str, timeout: float) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         try:

@@ -10,8 +10,9 @@ import socket
 import threading
 import uuid
 from collections import deque
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, Collection, Iterator
+from typing import Any
 
 import orjson
 import requests
@@ -54,8 +55,12 @@ def emit_glint(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     http = session or requests
-    resp = http.post(f"{url.rstrip('/')}/stream/glint", data=orjson.dumps(payload), headers=headers,
-                     timeout=timeout)
+    resp = http.post(
+        f"{url.rstrip('/')}/stream/glint",
+        data=orjson.dumps(payload),
+        headers=headers,
+        timeout=timeout,
+    )
     body = resp.json() if resp.content else {}
     if resp.status_code >= 400:
         raise SpiralError(resp.status_code, body)
@@ -138,8 +143,13 @@ class Listener:
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             try:
-                with requests.get(f"{self.url}/stream", params=self.params, headers=headers,
-                                  stream=True, timeout=(10, self.read_timeout)) as resp:
+                with requests.get(
+                    f"{self.url}/stream",
+                    params=self.params,
+                    headers=headers,
+                    stream=True,
+                    timeout=(10, self.read_timeout),
+                ) as resp:
                     if resp.status_code >= 500:  # a restarting server or a proxy: try again
                         raise requests.ConnectionError(f"{resp.status_code} from {self.url}/stream")
                     if resp.status_code >= 400:
@@ -156,8 +166,11 @@ class Listener:
                         if item.id:
                             self.last_event_id = item.id
                         yield item
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError):
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ):
                 if self._closed.is_set():
                     return
             except Exception:
@@ -212,8 +225,15 @@ def listen(
 ) -> Iterator[StreamEvent]:
     """Yield events from `GET /stream` forever, reconnecting with `Last-Event-ID` so nothing is
     missed or repeated. Stop by breaking out of the loop (or use `Listener` and its `close()`)."""
-    listener = Listener(url, module=module, phase=phase, last_event_id=last_event_id, token=token,
-                        reconnect=reconnect, read_timeout=read_timeout)
+    listener = Listener(
+        url,
+        module=module,
+        phase=phase,
+        last_event_id=last_event_id,
+        token=token,
+        reconnect=reconnect,
+        read_timeout=read_timeout,
+    )
     try:
         yield from listener
     finally:
@@ -247,23 +267,31 @@ class Agent:
     remember = 1024  # how many of its own glint ids it keeps, to never answer itself
     attempts = 3  # tries per answer when throttled (429) or the server fails; the id makes it safe
 
-    def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None,
-                 last_event_id: str | int | None = None,
-                 session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        last_event_id: str | int | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
         from .engine.breath import PHASES
         from .engine.glints import MODULE_PATTERN
         from .engine.rules import Rule
 
         name = type(self).__name__
         if not isinstance(self.module, str) or not re.match(MODULE_PATTERN, self.module):
-            raise ValueError(f"{name}.module must be a dotted lowercase name such as "
-                             f"'agent.memory_keeper', got {self.module!r}")
+            raise ValueError(
+                f"{name}.module must be a dotted lowercase name such as "
+                f"'agent.memory_keeper', got {self.module!r}"
+            )
         phases = {self.phases} if isinstance(self.phases, str) else set(self.phases)
         unknown = phases - set(PHASES)
         if not phases or unknown:
-            raise ValueError(f"{name}.phases must name the phases it acts in, from "
-                             f"{', '.join(PHASES)}"
-                             + (f"; unknown: {min(unknown)!r}" if unknown else ""))
+            raise ValueError(
+                f"{name}.phases must name the phases it acts in, from "
+                f"{', '.join(PHASES)}" + (f"; unknown: {min(unknown)!r}" if unknown else "")
+            )
         self.phases = frozenset(phases)
         self.rule = Rule(self.pattern)  # RuleError names the problem
         self.url = url.rstrip("/")
@@ -320,9 +348,16 @@ class Agent:
         self._own_ids.append(gid)
         for attempt in range(1, self.attempts + 1):
             try:
-                answer = emit_glint(reply.get("module", self.module), reply.get("phase"),
-                                    reply.get("context") or {}, id=gid, parent_id=parent_id,
-                                    url=self.url, token=self.token, session=self._session)
+                answer = emit_glint(
+                    reply.get("module", self.module),
+                    reply.get("phase"),
+                    reply.get("context") or {},
+                    id=gid,
+                    parent_id=parent_id,
+                    url=self.url,
+                    token=self.token,
+                    session=self._session,
+                )
                 break
             except SpiralError as exc:  # throttled or a server error: worth another try
                 if attempt == self.attempts or not (exc.status == 429 or exc.status >= 500):
@@ -334,15 +369,21 @@ class Agent:
                 wait = 1.0
             if self._stop.wait(wait):  # stopping: give up on this answer
                 raise SpiralError(503, {"error": "stopped", "message": "the agent is stopping"})
-        self.log.info("answered %s (%s) with %s: %s", parent_id, parent.get("module"), gid,
-                      answer.get("status"))
+        self.log.info(
+            "answered %s (%s) with %s: %s",
+            parent_id,
+            parent.get("module"),
+            gid,
+            answer.get("status"),
+        )
         return answer
 
     def run(self, max_events: int | None = None) -> int:
         """Listen and act until `stop()` (or after `max_events` glints); returns how many glints it
         emitted. Reconnects and resumes by itself; a failing answer is logged, not fatal."""
-        listener = Listener(self.url, module=self.stream_module, token=self.token,
-                            last_event_id=self._last_event_id)
+        listener = Listener(
+            self.url, module=self.stream_module, token=self.token, last_event_id=self._last_event_id
+        )
         self._listener = listener
         self._session = self._given_session or requests.Session()
         if self._stop.is_set():

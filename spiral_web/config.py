@@ -7,9 +7,10 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .engine.breath import BreathConfig, QuietHours
 from .engine.rituals import RitualSpec, load_rituals
@@ -44,7 +45,9 @@ class Config:
     publish_tokens: dict[str, str] = field(default_factory=dict, repr=False)  # name -> secret
     read_tokens: dict[str, str] = field(default_factory=dict, repr=False)  # name -> secret
     revoked_tokens: list[str] = field(default_factory=list)  # names refused though listed
-    secret_key: str | None = field(default=None, repr=False)  # signs sessions; else kept in data_dir
+    secret_key: str | None = field(
+        default=None, repr=False
+    )  # signs sessions; else kept in data_dir
     secure_cookies: bool = False  # behind HTTPS: the cookie goes over HTTPS only
     open: bool = False  # no publish tokens beyond loopback, on purpose
     # Limits (web/security.py)
@@ -77,10 +80,12 @@ class Config:
         """Why this configuration must not start (publishing wide open beyond loopback), or None."""
         if is_loopback(self.host) or self.publish_tokens or self.open:
             return None
-        return (f"refusing to listen on {self.host} with no publish tokens: anyone who can reach it "
-                "could publish. Configure tokens (SPIRAL_PUBLISH_TOKENS=\"name:secret,...\" or a "
-                "[tokens.publish] table in the TOML file, and SPIRAL_ADMIN_TOKEN for admin actions), "
-                "bind 127.0.0.1, or run open on purpose with --open or SPIRAL_OPEN=1.")
+        return (
+            f"refusing to listen on {self.host} with no publish tokens: anyone who can reach it "
+            'could publish. Configure tokens (SPIRAL_PUBLISH_TOKENS="name:secret,..." or a '
+            "[tokens.publish] table in the TOML file, and SPIRAL_ADMIN_TOKEN for admin actions), "
+            "bind 127.0.0.1, or run open on purpose with --open or SPIRAL_OPEN=1."
+        )
 
     def rituals(self) -> list[RitualSpec]:
         """The built-in rituals and the file's [rituals.<name>] tables, checked and compiled."""
@@ -89,16 +94,22 @@ class Config:
     def breath(self) -> BreathConfig:
         return BreathConfig(
             durations={
-                "inhale": self.breath_inhale, "hold": self.breath_hold,
-                "exhale": self.breath_exhale, "return": self.breath_return,
+                "inhale": self.breath_inhale,
+                "hold": self.breath_hold,
+                "exhale": self.breath_exhale,
+                "return": self.breath_return,
             },
             epoch=self.breath_epoch,
-            quiet_hours=QuietHours.parse(self.quiet_hours, self.quiet_tz) if self.quiet_hours else None,
+            quiet_hours=QuietHours.parse(self.quiet_hours, self.quiet_tz)
+            if self.quiet_hours
+            else None,
             capacity=self.capacity,
         )
 
     @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Config":
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Config:
         env = os.environ if environ is None else environ
         overrides = dict(overrides or {})
         cfg = cls()
@@ -131,24 +142,33 @@ class Config:
         breath = data.pop("breath", {})
         tokens = data.pop("tokens", {})
         for name, value in tokens.items():  # [tokens.publish], [tokens.read], revoked, admin
-            attr = {"publish": "publish_tokens", "read": "read_tokens", "revoked": "revoked_tokens",
-                    "admin": "admin_token"}.get(name)
+            attr = {
+                "publish": "publish_tokens",
+                "read": "read_tokens",
+                "revoked": "revoked_tokens",
+                "admin": "admin_token",
+            }.get(name)
             if attr is None:
-                raise ValueError(f"{path}: unknown setting [tokens].{name}; expected publish, "
-                                 "read, revoked or admin")
+                raise ValueError(
+                    f"{path}: unknown setting [tokens].{name}; expected publish, "
+                    "read, revoked or admin"
+                )
             setattr(self, attr, value)
         for name, value in spiral.items():
             if not hasattr(self, name) or name == "extra":
                 raise ValueError(f"{path}: unknown setting [spiral].{name}")
             setattr(self, name, value)
         for name, value in breath.items():
-            attr = {"quiet_hours": "quiet_hours", "quiet_tz": "quiet_tz", "epoch": "breath_epoch",
-                    "capacity": "capacity"}.get(name, f"breath_{name}")
+            attr = {
+                "quiet_hours": "quiet_hours",
+                "quiet_tz": "quiet_tz",
+                "epoch": "breath_epoch",
+                "capacity": "capacity",
+            }.get(name, f"breath_{name}")
             if not hasattr(self, attr):
                 raise ValueError(f"{path}: unknown setting [breath].{name}")
             setattr(self, attr, value)
         self.extra = data
-
 
     def _check_tokens(self) -> None:
         """Token names and secrets are well formed and unambiguous; a clear error names the problem
@@ -161,23 +181,36 @@ class Config:
         for kind in ("publish", "read"):
             table = getattr(self, f"{kind}_tokens")
             if not isinstance(table, dict):
-                raise ValueError(f"[tokens.{kind}] must be a table of name = \"secret\"")
+                raise ValueError(f'[tokens.{kind}] must be a table of name = "secret"')
             for name, secret in table.items():
                 where = f"[tokens.{kind}].{name}"
-                if (not isinstance(name, str) or not re.fullmatch(TOKEN_NAME, name)
-                        or name == "admin"):
-                    raise ValueError(f"{where}: a token name is a letter then letters, digits, "
-                                     "'_', '.' or '-' (at most 64), and not 'admin'")
-                if (not isinstance(secret, str) or len(secret) < MIN_SECRET
-                        or secret != secret.strip()):
-                    raise ValueError(f"{where}: the secret must be a string of at least "
-                                     f"{MIN_SECRET} characters without surrounding spaces")
+                if (
+                    not isinstance(name, str)
+                    or not re.fullmatch(TOKEN_NAME, name)
+                    or name == "admin"
+                ):
+                    raise ValueError(
+                        f"{where}: a token name is a letter then letters, digits, "
+                        "'_', '.' or '-' (at most 64), and not 'admin'"
+                    )
+                if (
+                    not isinstance(secret, str)
+                    or len(secret) < MIN_SECRET
+                    or secret != secret.strip()
+                ):
+                    raise ValueError(
+                        f"{where}: the secret must be a string of at least "
+                        f"{MIN_SECRET} characters without surrounding spaces"
+                    )
                 if secret in seen:
-                    raise ValueError(f"{where}: the same secret is also given to {seen[secret]!r}; "
-                                     "each token needs its own")
+                    raise ValueError(
+                        f"{where}: the same secret is also given to {seen[secret]!r}; "
+                        "each token needs its own"
+                    )
                 seen[secret] = name
         if not isinstance(self.revoked_tokens, list) or not all(
-                isinstance(n, str) for n in self.revoked_tokens):
+            isinstance(n, str) for n in self.revoked_tokens
+        ):
             raise ValueError("[tokens].revoked must be a list of token names")
 
 

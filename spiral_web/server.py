@@ -31,7 +31,8 @@ class SpiralServer(BaseApplication):
 def post_worker_init(worker) -> None:
     """Make SIGTERM close open streams at once (each is told to reconnect) instead of holding the
     worker until the graceful timeout; clients resume elsewhere with Last-Event-ID."""
-    # Route the package's log records (dropped subscribers, ritual failures…) to gunicorn's error log.
+    # Route the package's log records (dropped subscribers, ritual failures…) to gunicorn's error
+    # log.
     package_log = logging.getLogger("spiral_web")
     package_log.handlers = list(worker.log.error_log.handlers)
     package_log.setLevel(worker.log.error_log.level)
@@ -58,8 +59,13 @@ def post_worker_init(worker) -> None:
     signal.signal(signal.SIGTERM, handle_exit)
 
 
-def serve(host: str, port: int, workers: int = 1, overrides: dict[str, Any] | None = None,
-          log_level: str = "info") -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int = 1,
+    overrides: dict[str, Any] | None = None,
+    log_level: str = "info",
+) -> None:
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

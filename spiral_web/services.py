@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from .bus import MemoryHub
@@ -25,35 +24,53 @@ class Spiral:
     config: Config
     clock: Clock
     store: SQLiteStore
-    hub: "MemoryHub | RedisHub"
+    hub: MemoryHub | RedisHub
     breath: BreathEngine
     orchestrator: Orchestrator
     ticker: BreathTicker
     rituals: RitualEngine
 
     @classmethod
-    def build(cls, config: Config, clock: Clock | None = None) -> "Spiral":
+    def build(cls, config: Config, clock: Clock | None = None) -> Spiral:
         if clock is None:
             clock = FakeClock(SystemClock().now()) if config.fake_clock else SystemClock()
         store = SQLiteStore(config.db_path, synchronous=config.sqlite_sync)
         local = MemoryHub(capacity=config.hub_capacity)
         breath = BreathEngine(config.breath(), clock, backlog=local.backlog)
         stats = Stats(*store.counts())
-        hub: "MemoryHub | RedisHub" = local
+        hub: MemoryHub | RedisHub = local
         claim = None
         if config.redis_url:
-            from .bus.redis import RedisHub  # only now: redis imports ssl, which gevent must patch first
+            from .bus.redis import (
+                RedisHub,
+            )  # only now: redis imports ssl, which gevent must patch first
 
-            hub = RedisHub(config.redis_url, local, store.replay_after, store.seq_bounds()[1],
-                           on_deliver=_counter(stats, breath), on_control=breath.apply_shared,
-                           prefix=config.redis_prefix)
+            hub = RedisHub(
+                config.redis_url,
+                local,
+                store.replay_after,
+                store.seq_bounds()[1],
+                on_deliver=_counter(stats, breath),
+                on_control=breath.apply_shared,
+                prefix=config.redis_prefix,
+            )
             breath.share = hub.share
             claim = hub.claim
-        orchestrator = Orchestrator(store, hub, breath, stats, count_on_commit=config.redis_url is None)
-        rituals = RitualEngine(config.rituals(), clock=clock, store=store, breath=breath,
-                               orchestrator=orchestrator, **({"claim": claim} if claim else {}))
+        orchestrator = Orchestrator(
+            store, hub, breath, stats, count_on_commit=config.redis_url is None
+        )
+        rituals = RitualEngine(
+            config.rituals(),
+            clock=clock,
+            store=store,
+            breath=breath,
+            orchestrator=orchestrator,
+            **({"claim": claim} if claim else {}),
+        )
         orchestrator.rituals = rituals
-        return cls(config, clock, store, hub, breath, orchestrator, BreathTicker(orchestrator), rituals)
+        return cls(
+            config, clock, store, hub, breath, orchestrator, BreathTicker(orchestrator), rituals
+        )
 
     def start(self) -> None:
         """Start the background loops: the breath ticker (when configured) and the Redis reader."""

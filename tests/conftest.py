@@ -11,7 +11,9 @@ from .support import ServerProcess
 @pytest.fixture
 def app(tmp_path):
     """An app on a real SQLite file in a temporary folder, with a fake clock and no ticker."""
-    app = create_app({"data_dir": str(tmp_path / "data"), "fake_clock": True, "start_ticker": False})
+    app = create_app(
+        {"data_dir": str(tmp_path / "data"), "fake_clock": True, "start_ticker": False}
+    )
     yield app
     app.extensions["spiral"].close()
 

@@ -22,8 +22,13 @@ def free_port() -> int:
 class ServerProcess:
     """`spiral serve` as a user runs it (gunicorn, gevent worker), on a free loopback port."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, workers: int = 1,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        log_path: Path | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -33,19 +38,36 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = None
 
-    def start(self, timeout: float = 20.0) -> "ServerProcess":
+    def start(self, timeout: float = 20.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spiral_web.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--workers", str(self.workers), "--log-level", "warning"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "spiral_web.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                "warning",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self._close_log()  # or the ResourceWarning fails some later, unrelated test
-                raise RuntimeError(f"server exited early; see {self.log_path}:\n{self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"server exited early; see {self.log_path}:\n{self.log_path.read_text()}"
+                )
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return self

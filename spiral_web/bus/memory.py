@@ -27,7 +27,7 @@ class SubscriberDropped(Exception):
 
 
 class Subscription:
-    def __init__(self, hub: "MemoryHub", filters: Filters, cursor: int) -> None:
+    def __init__(self, hub: MemoryHub, filters: Filters, cursor: int) -> None:
         self.hub = hub
         self.filters = filters
         self.cursor = cursor
@@ -46,7 +46,7 @@ class Subscription:
             self.closed = True
             self.hub._unsubscribe(self)
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -71,8 +71,16 @@ class MemoryHub:
         self.published_total = 0
 
     # -- publishing ----------------------------------------------------------------------------
-    def publish(self, kind: str, payload: Any = None, *, data: bytes | None = None,
-                seq: int | None = None, module: str | None = None, phase: str | None = None) -> Event:
+    def publish(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        data: bytes | None = None,
+        seq: int | None = None,
+        module: str | None = None,
+        phase: str | None = None,
+    ) -> Event:
         event = Event(kind, data if data is not None else orjson.dumps(payload), seq, module, phase)
         with self._lock:
             event.pos = self._head
@@ -105,7 +113,9 @@ class MemoryHub:
                 behind = head - sub.cursor
                 sub.cursor = head
                 self.dropped_total += 1
-                raise SubscriberDropped(f"fell {behind} events behind (buffer holds {self.capacity})")
+                raise SubscriberDropped(
+                    f"fell {behind} events behind (buffer holds {self.capacity})"
+                )
             events = [self._ring[p % self.capacity] for p in range(sub.cursor, head)]
             sub.cursor = head
         return events  # type: ignore[return-value]

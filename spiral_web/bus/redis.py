@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 import redis
@@ -55,8 +55,9 @@ class RedisHub:
         self._control = prefix + CONTROL
         self._listeners_key = prefix + LISTENERS
         self._claims = prefix + CLAIMS
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                           health_check_interval=10)
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
         self._last = last_seq  # highest seq delivered to local subscribers; reader thread only
         self._deliver_lock = threading.Lock()
         self._stop = threading.Event()
@@ -66,8 +67,16 @@ class RedisHub:
         self.capacity = local.capacity
 
     # -- the hub interface ---------------------------------------------------------------------
-    def publish(self, kind: str, payload: object = None, *, data: bytes | None = None,
-                seq: int | None = None, module: str | None = None, phase: str | None = None) -> Event:
+    def publish(
+        self,
+        kind: str,
+        payload: object = None,
+        *,
+        data: bytes | None = None,
+        seq: int | None = None,
+        module: str | None = None,
+        phase: str | None = None,
+    ) -> Event:
         body = data if data is not None else orjson.dumps(payload)
         if seq is None:  # the breath: every worker computes its own
             return self.local.publish(kind, data=body, module=module, phase=phase)
@@ -76,7 +85,8 @@ class RedisHub:
         try:
             self._redis.publish(self._channel, head + b"\n" + body)
         except redis.RedisError as exc:
-            # Stored already; the other workers' readers fill the gap from SQLite when Redis is back,
+            # Stored already; the other workers' readers fill the gap from SQLite when Redis is
+            # back,
             # and this worker delivers its own event now so its listeners do not wait.
             log.warning("redis publish failed (seq %s): %s", seq, exc)
             self.connected = False
@@ -87,7 +97,9 @@ class RedisHub:
     def share(self, op: str, payload: list[object]) -> None:
         """Send a breath change (override, rejection, block…) to the other workers."""
         try:
-            self._redis.publish(self._control, orjson.dumps({"op": op, "p": payload, "w": self.worker_id}))
+            self._redis.publish(
+                self._control, orjson.dumps({"op": op, "p": payload, "w": self.worker_id})
+            )
         except redis.RedisError as exc:
             log.warning("redis: could not share %s: %s", op, exc)
 
@@ -96,7 +108,9 @@ class RedisHub:
 
         Without Redis every worker would claim; when Redis is away this worker goes ahead."""
         try:
-            return bool(self._redis.set(self._claims + key, self.worker_id, nx=True, ex=int(seconds)))
+            return bool(
+                self._redis.set(self._claims + key, self.worker_id, nx=True, ex=int(seconds))
+            )
         except redis.RedisError:
             return True
 
@@ -188,7 +202,9 @@ class RedisHub:
                     pass
 
     def _report_listeners(self) -> None:
-        self._redis.hset(self._listeners_key, self.worker_id, f"{self.local.listeners}@{time.time():.3f}")
+        self._redis.hset(
+            self._listeners_key, self.worker_id, f"{self.local.listeners}@{time.time():.3f}"
+        )
 
     def _control_message(self, raw: bytes) -> None:
         msg = orjson.loads(raw)
@@ -227,6 +243,7 @@ class RedisHub:
                 return
             if event.seq is not None:
                 self._last = event.seq
-            self.local.publish(event.kind, data=event.data, seq=event.seq,
-                               module=event.module, phase=event.phase)
+            self.local.publish(
+                event.kind, data=event.data, seq=event.seq, module=event.module, phase=event.phase
+            )
             self._on_deliver(event, remote)

@@ -52,12 +52,14 @@ class RunContext:
 
     def emit(self, module: str, context: dict[str, Any], phase: str | None = None) -> str:
         """Emit a child glint: the trigger is its parent, its context names the ritual."""
-        data = validate_glint({
-            "module": module,
-            "phase": phase,
-            "context": {**context, "ritual": self.spec.name, "trigger_event": self.event},
-            "parent_id": self.trigger.id if self.trigger is not None else None,
-        })
+        data = validate_glint(
+            {
+                "module": module,
+                "phase": phase,
+                "context": {**context, "ritual": self.spec.name, "trigger_event": self.event},
+                "parent_id": self.trigger.id if self.trigger is not None else None,
+            }
+        )
         return self.engine.orchestrator.emit(data, source=ritual_source(self.spec.name)).glint.id
 
 
@@ -67,6 +69,7 @@ def ritual_source(name: str) -> str:
 
 
 # -- the actions --------------------------------------------------------------------------------
+
 
 def archive(ctx: RunContext) -> Outcome:
     """Move glints older than the retention window into the archive, and say what moved."""
@@ -85,13 +88,16 @@ def archive(ctx: RunContext) -> Outcome:
     emitted = None
     if summary["moved"]:  # nothing moved: the run record says so; no glint to clutter the stream
         by_module = summary["archived"]["by_module"]
-        emitted = ctx.emit("ritual.archival", {
-            "moved": summary["moved"],
-            "cutoff": iso(cutoff),
-            "by_module": dict(list(by_module.items())[:SUMMARY_KEYS]),
-            "by_phase": summary["archived"]["by_phase"],
-            "modules_total": len(by_module),
-        })
+        emitted = ctx.emit(
+            "ritual.archival",
+            {
+                "moved": summary["moved"],
+                "cutoff": iso(cutoff),
+                "by_module": dict(list(by_module.items())[:SUMMARY_KEYS]),
+                "by_phase": summary["archived"]["by_phase"],
+                "modules_total": len(by_module),
+            },
+        )
     return Outcome(result, emitted)
 
 
@@ -102,11 +108,14 @@ def throttle(ctx: RunContext) -> Outcome | None:
     if not breath.begin_throttle(release):
         return None
     usage = ctx.state.usage
-    emitted = ctx.emit("ritual.throttle", {
-        "warning": "input paused: the hub is saturated",
-        "usage": usage,
-        "release_below": release,
-    })
+    emitted = ctx.emit(
+        "ritual.throttle",
+        {
+            "warning": "input paused: the hub is saturated",
+            "usage": usage,
+            "release_below": release,
+        },
+    )
     ctx.engine.orchestrator.publish_breath()
     return Outcome({"episode": "started", "usage": usage, "release_below": release}, emitted)
 
@@ -118,8 +127,10 @@ def watch(ctx: RunContext) -> Outcome | None:
     suspects = breath.suspects()
     sources = sorted(suspects, key=lambda s: -suspects[s])[:50]
     if sources:
-        message = (f"{len(sources)} source(s) sent too many rejected requests; their input is "
-                   f"refused for {seconds:g} s")
+        message = (
+            f"{len(sources)} source(s) sent too many rejected requests; their input is "
+            f"refused for {seconds:g} s"
+        )
     else:
         message = "the climate is suspicious, but no single source stands out"
     fresh, alert = breath.block(sources, seconds, message)
@@ -145,7 +156,7 @@ def caesura(ctx: RunContext) -> Outcome | None:
         return None
     result = {
         "message": "the hub rests: agents pause, non-essential rituals wait for the next inhale; "
-                   "glints are still accepted and stored",
+        "glints are still accepted and stored",
         "until": iso(state.phase_ends_at),
         "phase_reason": state.phase_reason,
     }
@@ -163,7 +174,8 @@ def emit(ctx: RunContext) -> Outcome:
 
 def webhook(ctx: RunContext) -> Outcome:
     """POST the run as JSON; retry with backoff a bounded number of times; never from ingest."""
-    import requests  # here, not at import: `spiral serve` must not import ssl before gevent patches it
+    # here, not at import: `spiral serve` must not import ssl before gevent patches it
+    import requests
 
     p = ctx.params
     payload: dict[str, Any] = {
@@ -189,8 +201,10 @@ def webhook(ctx: RunContext) -> Outcome:
         problem = f"HTTP {resp.status_code}"
         if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
             break  # the target refuses this request; asking again will not help
-    raise ActionError(f"webhook failed after {attempts} attempt(s): {problem}",
-                      {"url": p["url"], "attempts": attempts})
+    raise ActionError(
+        f"webhook failed after {attempts} attempt(s): {problem}",
+        {"url": p["url"], "attempts": attempts},
+    )
 
 
 def set_climate(ctx: RunContext) -> Outcome:
@@ -225,6 +239,7 @@ def _between(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], str
         if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
             return f"must be {'above' if lo_open else 'at least'} {lo:g} and at most {hi:g}"
         return None
+
     return check
 
 
@@ -233,8 +248,11 @@ def _one_of(values: tuple[str, ...]) -> Callable[[Any], str | None]:
 
 
 def _module(v: str) -> str | None:
-    return None if re.match(MODULE_PATTERN, v) and len(v) <= 100 else \
-        "must be a dotted lowercase module name, e.g. ritual.bell"
+    return (
+        None
+        if re.match(MODULE_PATTERN, v) and len(v) <= 100
+        else "must be a dotted lowercase module name, e.g. ritual.bell"
+    )
 
 
 def _url(v: str) -> str | None:
@@ -283,39 +301,71 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 def _check_emit(params: dict[str, Any]) -> None:
     try:
-        validate_glint({"module": params["module"], "phase": params["phase"], "context": params["context"]})
+        validate_glint(
+            {"module": params["module"], "phase": params["phase"], "context": params["context"]}
+        )
     except GlintError as exc:
         raise ValueError(exc.message) from None
 
 
 ACTIONS: dict[str, ActionType] = {
-    "archive": ActionType(archive, {
-        "retention_days": Param(_NUMBER, 7.0, _between(0, 36500, lo_open=True)),
-    }, background=True, description="move glints older than the retention window into the archive"),
-    "throttle": ActionType(throttle, {
-        "release": Param(_NUMBER, 0.6, _between(0, 1, lo_open=True)),
-    }, description="answer 429 to new glints until usage falls below `release`"),
-    "watch": ActionType(watch, {
-        "block_seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
-    }, description="block the sources that made the climate suspicious, raise an alert"),
-    "caesura": ActionType(caesura, {
-        "seconds": Param(_NUMBER, 1800.0, _between(0, 86400, lo_open=True)),
-    }, description="soft shutdown for this night_hold (invoked: start a night_hold of `seconds`)"),
-    "emit": ActionType(emit, {
-        "module": Param(str, REQUIRED, _module),
-        "phase": Param(str, None, _one_of(PHASES)),
-        "context": Param(dict, {}),
-    }, description="emit a glint from a template"),
-    "webhook": ActionType(webhook, {
-        "url": Param(str, REQUIRED, _url),
-        "timeout": Param(_NUMBER, 5.0, _between(0, 60, lo_open=True)),
-        "retries": Param(int, 2, _between(0, 10)),
-        "backoff": Param(_NUMBER, 0.5, _between(0, 60)),
-    }, background=True, description="POST the run as JSON to a URL, with bounded retries"),
-    "set_climate": ActionType(set_climate, {
-        "climate": Param(str, REQUIRED, _one_of(CLIMATES)),
-        "seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
-    }, description="set the climate for a while"),
+    "archive": ActionType(
+        archive,
+        {
+            "retention_days": Param(_NUMBER, 7.0, _between(0, 36500, lo_open=True)),
+        },
+        background=True,
+        description="move glints older than the retention window into the archive",
+    ),
+    "throttle": ActionType(
+        throttle,
+        {
+            "release": Param(_NUMBER, 0.6, _between(0, 1, lo_open=True)),
+        },
+        description="answer 429 to new glints until usage falls below `release`",
+    ),
+    "watch": ActionType(
+        watch,
+        {
+            "block_seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
+        },
+        description="block the sources that made the climate suspicious, raise an alert",
+    ),
+    "caesura": ActionType(
+        caesura,
+        {
+            "seconds": Param(_NUMBER, 1800.0, _between(0, 86400, lo_open=True)),
+        },
+        description="soft shutdown for this night_hold (invoked: start a night_hold of `seconds`)",
+    ),
+    "emit": ActionType(
+        emit,
+        {
+            "module": Param(str, REQUIRED, _module),
+            "phase": Param(str, None, _one_of(PHASES)),
+            "context": Param(dict, {}),
+        },
+        description="emit a glint from a template",
+    ),
+    "webhook": ActionType(
+        webhook,
+        {
+            "url": Param(str, REQUIRED, _url),
+            "timeout": Param(_NUMBER, 5.0, _between(0, 60, lo_open=True)),
+            "retries": Param(int, 2, _between(0, 10)),
+            "backoff": Param(_NUMBER, 0.5, _between(0, 60)),
+        },
+        background=True,
+        description="POST the run as JSON to a URL, with bounded retries",
+    ),
+    "set_climate": ActionType(
+        set_climate,
+        {
+            "climate": Param(str, REQUIRED, _one_of(CLIMATES)),
+            "seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
+        },
+        description="set the climate for a while",
+    ),
 }
 
 # Checks across parameters, run at load after each parameter passed its own.

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
-from typing import Any, Callable, Literal
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from .windows import SecondCounter
@@ -33,7 +34,7 @@ class QuietHours:
     tz: str = "UTC"
 
     @classmethod
-    def parse(cls, text: str, tz: str = "UTC") -> "QuietHours":
+    def parse(cls, text: str, tz: str = "UTC") -> QuietHours:
         """Parse '22:00-06:00'."""
         try:
             a, b = text.split("-")
@@ -122,7 +123,9 @@ def phase_at(t: float, config: BreathConfig, override: Override | None = None) -
         if offset < acc + dur:
             return PhaseSpan(phase, cycle_start + acc, cycle_start + acc + dur, "cycle")
         acc += dur
-    return PhaseSpan("return", cycle_start + cycle - config.durations["return"], cycle_start + cycle, "cycle")
+    return PhaseSpan(
+        "return", cycle_start + cycle - config.durations["return"], cycle_start + cycle, "cycle"
+    )
 
 
 class ClimateTracker:
@@ -148,7 +151,10 @@ class ClimateTracker:
         if counters is None:
             if len(self._by_source) >= self.MAX_SOURCES:
                 self._prune(now)
-            counters = (SecondCounter(self.config.climate_window), SecondCounter(self.config.climate_window))
+            counters = (
+                SecondCounter(self.config.climate_window),
+                SecondCounter(self.config.climate_window),
+            )
             self._by_source[source] = counters
         counters[0 if ok else 1].add(now)
 
@@ -158,7 +164,10 @@ class ClimateTracker:
         out: dict[str, int] = {}
         for source, (acc, rej) in self._by_source.items():
             bad = rej.total(now)
-            if bad >= cfg.suspicious_rejections and bad / (bad + acc.total(now)) >= cfg.suspicious_share:
+            if (
+                bad >= cfg.suspicious_rejections
+                and bad / (bad + acc.total(now)) >= cfg.suspicious_share
+            ):
                 out[source] = bad
         return out
 
@@ -166,7 +175,10 @@ class ClimateTracker:
         if self.suspects(now):
             return "suspicious"
         bad, good = self._rejected.total(now), self._accepted.total(now)
-        if bad >= self.config.unsettled_rejections and bad / (bad + good) >= self.config.unsettled_share:
+        if (
+            bad >= self.config.unsettled_rejections
+            and bad / (bad + good) >= self.config.unsettled_share
+        ):
             return "unsettled"
         return "clear"
 
@@ -186,7 +198,9 @@ class ClimateTracker:
         return {"accepted": self._accepted.total(now), "rejected": self._rejected.total(now)}
 
     def _prune(self, now: float) -> None:
-        idle = [s for s, (a, r) in self._by_source.items() if a.total(now) == 0 and r.total(now) == 0]
+        idle = [
+            s for s, (a, r) in self._by_source.items() if a.total(now) == 0 and r.total(now) == 0
+        ]
         for s in idle:
             del self._by_source[s]
         if len(self._by_source) >= self.MAX_SOURCES:  # still full: forget the quietest half
@@ -206,8 +220,13 @@ class Alert:
     message: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "sources": list(self.sources), "since": iso(self.since),
-                "until": iso(self.until), "message": self.message}
+        return {
+            "kind": self.kind,
+            "sources": list(self.sources),
+            "since": iso(self.since),
+            "until": iso(self.until),
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -255,7 +274,7 @@ class BreathState:
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class BreathEngine:
@@ -316,12 +335,14 @@ class BreathEngine:
             raise ValueError(f"unknown climate {climate!r}")
         now = self.clock.now()
         with self._lock:
-            self._climate_override = None if climate is None else Override(climate, now, now + seconds)
+            self._climate_override = (
+                None if climate is None else Override(climate, now, now + seconds)
+            )
         self._share("climate_override", [climate, now, now + seconds])
 
     # -- sharing with other workers ------------------------------------------------------------
     def _share(self, op: str, payload: list[Any]) -> None:
-        """Tell the other workers (through `self.share`, set when Redis joins them) what changed here."""
+        """Tell the other workers (through `self.share`, set when Redis joins them) what changed."""
         if self.share is not None and not getattr(self._applying, "remote", False):
             self.share(op, payload)
 
@@ -344,7 +365,7 @@ class BreathEngine:
                     for src in sources:
                         self._blocked[src] = max(self._blocked.get(src, 0.0), until)
                     self._alerts.append(Alert(kind, tuple(sources), since, until, message))
-                    del self._alerts[:-self.MAX_ALERTS]
+                    del self._alerts[: -self.MAX_ALERTS]
             elif op == "caesura":
                 self.declare_caesura(payload[0])
         finally:
@@ -359,7 +380,9 @@ class BreathEngine:
         self._share("throttle", [release])
         return started
 
-    def block(self, sources: list[str], seconds: float, message: str, kind: str = "suspicion") -> tuple[list[str], Alert | None]:
+    def block(
+        self, sources: list[str], seconds: float, message: str, kind: str = "suspicion"
+    ) -> tuple[list[str], Alert | None]:
         """Refuse input from `sources` for `seconds` and raise an alert naming them.
 
         Answers the sources that were not blocked already, and the new alert (None when there
@@ -375,7 +398,7 @@ class BreathEngine:
                 self._blocked[s] = until
             alert = Alert(kind, tuple(fresh), now, until, message)
             self._alerts.append(alert)
-            del self._alerts[:-self.MAX_ALERTS]
+            del self._alerts[: -self.MAX_ALERTS]
         self._share("block", [fresh, now, until, message, kind])
         return fresh, alert
 
@@ -395,9 +418,12 @@ class BreathEngine:
             until = self._blocked.get(source)
             if until is not None:
                 if until > now:
-                    return Refusal("source_blocked", max(1, math.ceil(until - now)),
-                                   f"input from {source} is blocked until {iso(until)}: too many "
-                                   "rejected requests made the climate suspicious")
+                    return Refusal(
+                        "source_blocked",
+                        max(1, math.ceil(until - now)),
+                        f"input from {source} is blocked until {iso(until)}: too many "
+                        "rejected requests made the climate suspicious",
+                    )
                 del self._blocked[source]
             if self._throttle_release is None:
                 return None
@@ -407,8 +433,12 @@ class BreathEngine:
         with self._lock:
             release = self._throttle_release if self._throttle_release is not None else 0.0
             wait = self._seconds_until_usage_below(now, release)
-        return Refusal("throttled", wait, f"the hub is saturated (usage {state.usage:.2f}); input "
-                       f"is paused until usage falls below {release}")
+        return Refusal(
+            "throttled",
+            wait,
+            f"the hub is saturated (usage {state.usage:.2f}); input "
+            f"is paused until usage falls below {release}",
+        )
 
     def _seconds_until_usage_below(self, now: float, level: float) -> int:
         """Whole seconds until the ingest rate alone drops below `level` (the window slides)."""
@@ -482,8 +512,15 @@ class BreathEngine:
     def changed(self, state: BreathState) -> bool:
         """True when `state` differs from the last published one in a way listeners care about:
         a new phase span, a climate change, or usage moving across a tenth."""
-        key = (state.phase, state.phase_started_at, state.climate, int(state.usage * 10),
-               state.throttled, state.caesura, tuple((a.kind, a.since) for a in state.alerts))
+        key = (
+            state.phase,
+            state.phase_started_at,
+            state.climate,
+            int(state.usage * 10),
+            state.throttled,
+            state.caesura,
+            tuple((a.kind, a.since) for a in state.alerts),
+        )
         with self._lock:
             if key == self._last_published:
                 return False

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,14 @@ class Event:
 
     __slots__ = ("pos", "kind", "seq", "module", "phase", "data", "_sse", "_ws", "_html")
 
-    def __init__(self, kind: str, data: bytes, seq: int | None = None,
-                 module: str | None = None, phase: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        data: bytes,
+        seq: int | None = None,
+        module: str | None = None,
+        phase: str | None = None,
+    ) -> None:
         self.pos = 0
         self.kind = kind
         self.seq = seq
@@ -54,7 +60,7 @@ class Event:
             self._ws = (head + b',"data":' + self.data + b"}").decode()
         return self._ws
 
-    def html(self, render: Callable[["Event"], str]) -> str:
+    def html(self, render: Callable[[Event], str]) -> str:
         """The event rendered as an HTML fragment; rendered by the first caller, shared after."""
         if self._html is None:
             self._html = render(self)

@@ -3,7 +3,8 @@ missed since its resume point, then live events, each replayable event exactly o
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import orjson
 
@@ -27,7 +28,9 @@ class Subscription(Protocol):
 class ReplayStore(Protocol):
     def seq_bounds(self) -> tuple[int, int]: ...
 
-    def replay_after(self, seq: int, module: str | None, phase: str | None, limit: int) -> list[Event]: ...
+    def replay_after(
+        self, seq: int, module: str | None, phase: str | None, limit: int
+    ) -> list[Event]: ...
 
 
 def notice(kind: str, **payload: object) -> Event:
@@ -46,8 +49,8 @@ def listener_feed(
     """Batches of events for one listener; `None` means nothing happened for `heartbeat` seconds.
 
     Subscribe *before* calling this, so nothing falls between history and the live feed: an event
-    with a seq at or below the last one sent is a duplicate and is skipped. Ends after a `dropped` or
-    `closing` notice, and closes the subscription when the consumer stops.
+    with a seq at or below the last one sent is a duplicate and is skipped. Ends after a `dropped`
+    or `closing` notice, and closes the subscription when the consumer stops.
     """
     try:
         last = -1
@@ -63,8 +66,14 @@ def listener_feed(
                 reason = getattr(exc, "reason", None)
                 if reason is None:
                     raise
-                yield [notice("dropped", reason=reason, last_id=last,
-                              message="reconnect with Last-Event-ID to resume")]
+                yield [
+                    notice(
+                        "dropped",
+                        reason=reason,
+                        last_id=last,
+                        message="reconnect with Last-Event-ID to resume",
+                    )
+                ]
                 return
             if not events and not sub.closed:
                 yield None
@@ -77,8 +86,11 @@ def listener_feed(
                     last = event.seq
                 batch.append(event)
             if sub.closed:
-                batch.append(notice("closing", reason="server shutting down; reconnect to resume",
-                                    last_id=last))
+                batch.append(
+                    notice(
+                        "closing", reason="server shutting down; reconnect to resume", last_id=last
+                    )
+                )
             if batch:
                 yield batch
             if sub.closed:
@@ -87,12 +99,23 @@ def listener_feed(
         sub.close()
 
 
-def _replay(store: ReplayStore, resume: int, filters: Filters, limit: int) -> Iterator[tuple[list[Event], int]]:
+def _replay(
+    store: ReplayStore, resume: int, filters: Filters, limit: int
+) -> Iterator[tuple[list[Event], int]]:
     """(batch, last seq looked at) pages of what was stored after `resume`."""
     oldest, newest = store.seq_bounds()
     if oldest and resume + 1 < oldest:
-        yield [notice("replay_gap", requested_after=resume, oldest_available=oldest,
-                      message="history no longer reaches that far; replaying from the oldest kept")], resume
+        yield (
+            [
+                notice(
+                    "replay_gap",
+                    requested_after=resume,
+                    oldest_available=oldest,
+                    message="history no longer reaches that far; replaying from the oldest kept",
+                )
+            ],
+            resume,
+        )
     after, sent = resume, 0
     phase = next(iter(filters.phases)) if len(filters.phases) == 1 else None
     pattern = filters.pattern()
@@ -106,5 +129,14 @@ def _replay(store: ReplayStore, resume: int, filters: Filters, limit: int) -> It
         if batch:
             yield batch, after
     if after < newest:
-        yield [notice("replay_truncated", replayed_upto=after, newest=newest,
-                      message=f"replay stops after {limit} events; page the rest from /api/glints")], after
+        yield (
+            [
+                notice(
+                    "replay_truncated",
+                    replayed_upto=after,
+                    newest=newest,
+                    message=f"replay stops after {limit} events; page the rest from /api/glints",
+                )
+            ],
+            after,
+        )

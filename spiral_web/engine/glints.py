@@ -30,7 +30,9 @@ class GlintIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
     module: str = Field(
-        min_length=1, max_length=100, pattern=MODULE_PATTERN,
+        min_length=1,
+        max_length=100,
+        pattern=MODULE_PATTERN,
         description="Dotted lowercase source name, e.g. `memory.scroll`.",
         examples=["breath.emitter"],
     )
@@ -39,11 +41,14 @@ class GlintIn(BaseModel):
     )
     context: dict[str, Any] = Field(
         default_factory=dict,
-        description=f"Free JSON object: at most {MAX_CONTEXT_BYTES} bytes, depth {MAX_CONTEXT_DEPTH}.",
+        description=(
+            f"Free JSON object: at most {MAX_CONTEXT_BYTES} bytes, depth {MAX_CONTEXT_DEPTH}."
+        ),
         examples=[{"intention": "morning_emergence", "saturation": 0.1}],
     )
     id: str | None = Field(
-        default=None, pattern=ID_PATTERN,
+        default=None,
+        pattern=ID_PATTERN,
         description="Client-chosen id (idempotency key); generated when absent.",
     )
     parent_id: str | None = Field(
@@ -99,7 +104,9 @@ def _check_text(text: str) -> None:
 class GlintError(Exception):
     """A glint was refused; `status` is the HTTP status that says why."""
 
-    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
+    def __init__(
+        self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.error = error
@@ -138,10 +145,13 @@ def _raise_from(exc: ValidationError) -> GlintIn:
     if any(e["type"] == "model_type" and not e["loc"] for e in errors):
         raise GlintError(422, "invalid_glint", "a glint must be a JSON object") from None
     details = [
-        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]} for e in errors
+        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
+        for e in errors
     ]
     first = details[0]
-    raise GlintError(422, "invalid_glint", f"{first['field']}: {first['problem']}", details) from None
+    raise GlintError(
+        422, "invalid_glint", f"{first['field']}: {first['problem']}", details
+    ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +171,15 @@ class Glint:
 
     @classmethod
     def build(
-        cls, seq: int, gid: str, data: GlintIn, phase: str, received_at: str,
-        breath: dict[str, Any], source: str,
-    ) -> "Glint":
+        cls,
+        seq: int,
+        gid: str,
+        data: GlintIn,
+        phase: str,
+        received_at: str,
+        breath: dict[str, Any],
+        source: str,
+    ) -> Glint:
         record = {
             "id": gid,
             "seq": seq,
@@ -175,16 +191,35 @@ class Glint:
             "breath": breath,
             "source": source,
         }
-        return cls(seq, gid, data.module, phase, data.context, data.parent_id, received_at, breath,
-                   source, orjson.dumps(record))
+        return cls(
+            seq,
+            gid,
+            data.module,
+            phase,
+            data.context,
+            data.parent_id,
+            received_at,
+            breath,
+            source,
+            orjson.dumps(record),
+        )
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "Glint":
+    def from_json(cls, raw: bytes | str) -> Glint:
         d = orjson.loads(raw)
         raw_bytes = raw.encode() if isinstance(raw, str) else raw
-        return cls(d["seq"], d["id"], d["module"], d["phase"], d["context"], d.get("parent_id"),
-                   d["received_at"], d["breath"], d.get("source", ""), raw_bytes)
+        return cls(
+            d["seq"],
+            d["id"],
+            d["module"],
+            d["phase"],
+            d["context"],
+            d.get("parent_id"),
+            d["received_at"],
+            d["breath"],
+            d.get("source", ""),
+            raw_bytes,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return orjson.loads(self.json)
-

@@ -7,13 +7,12 @@ transaction and publishes it in seq order, then every caller gets its own answer
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
-
-import logging
 
 import orjson
 
@@ -64,7 +63,9 @@ class _Pending:
 
 
 class Orchestrator:
-    def __init__(self, store, hub, breath: BreathEngine, stats: Stats, count_on_commit: bool = True) -> None:
+    def __init__(
+        self, store, hub, breath: BreathEngine, stats: Stats, count_on_commit: bool = True
+    ) -> None:
         self.store = store
         self.hub = hub
         self.breath = breath
@@ -87,10 +88,17 @@ class Orchestrator:
                 raise Refused(refusal)
         state = self.breath.state()
         now = state.now
-        pending = _Pending(StoreItem(
-            gid=data.id or new_glint_id(), data=data, phase=data.phase or state.phase,
-            received_at=iso(now), received_ts=now, breath=state.stamp(), source=source,
-        ))
+        pending = _Pending(
+            StoreItem(
+                gid=data.id or new_glint_id(),
+                data=data,
+                phase=data.phase or state.phase,
+                received_at=iso(now),
+                received_ts=now,
+                breath=state.stamp(),
+                source=source,
+            )
+        )
         self._queue.append(pending)
         # Whoever gets the lock commits until the queue is empty; the others wait on their own
         # event, not on the lock (under gevent, new arrivals jump a lock's queue: waiters for an
@@ -109,8 +117,12 @@ class Orchestrator:
         if isinstance(result, Exception):
             raise result
         if result.error:  # the entry point counts the refusal for the climate, as for any 4xx
-            raise GlintError(422, "invalid_glint", result.error,
-                             [{"field": "parent_id", "problem": result.error}])
+            raise GlintError(
+                422,
+                "invalid_glint",
+                result.error,
+                [{"field": "parent_id", "problem": result.error}],
+            )
         if not result.duplicate:
             self.breath.record_ingest(source)
             if self.rituals is not None and not from_ritual:
@@ -120,7 +132,9 @@ class Orchestrator:
                     log.exception("ritual evaluation failed for glint %s", result.glint.id)
         return EmitResult(result.glint, result.duplicate, self.hub.listeners)
 
-    def publish_run(self, ritual: str, status: str, at_ts: float, record: dict[str, Any]) -> tuple[int, bytes]:
+    def publish_run(
+        self, ritual: str, status: str, at_ts: float, record: dict[str, Any]
+    ) -> tuple[int, bytes]:
         """Store a ritual run under the next seq and publish it as a `ritual` event.
 
         Under the commit lock, like glints, so that events reach the hub in seq order."""
@@ -138,19 +152,23 @@ class Orchestrator:
             results = self.store.append_batch([p.item for p in batch])
         except BaseException as exc:  # the store failed: nobody in the batch is acknowledged
             self.stream_sync = False
-            failure = exc if isinstance(exc, Exception) else RuntimeError("the commit was interrupted")
+            failure = (
+                exc if isinstance(exc, Exception) else RuntimeError("the commit was interrupted")
+            )
             for p in batch:
                 p.result, p.done = failure, True
                 p.event.set()
             if not isinstance(exc, Exception):
                 raise
             return
-        for p, r in zip(batch, results):
+        for p, r in zip(batch, results, strict=True):
             if r.glint is not None and not r.duplicate:
                 g = r.glint
                 if self.count_on_commit:
                     self.stats.count(g.module, g.phase)
-                self.hub.publish("glint_emission", data=g.json, seq=g.seq, module=g.module, phase=g.phase)
+                self.hub.publish(
+                    "glint_emission", data=g.json, seq=g.seq, module=g.module, phase=g.phase
+                )
                 self.last_published_seq = g.seq
             p.result, p.done = r, True
             p.event.set()

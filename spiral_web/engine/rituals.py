@@ -49,23 +49,40 @@ BUILTINS: dict[str, dict[str, Any]] = {
     "archival": {
         "description": "memory.scroll in return: archive glints past retention, record a summary",
         "rule": 'module == "memory.scroll" && phase == "return"',
-        "action": "archive", "cooldown": 60.0, "essential": False,
+        "action": "archive",
+        "cooldown": 60.0,
+        "essential": False,
     },
     "throttle": {
-        "description": "usage above 0.8: pause input (429) until usage falls below the release level",
-        "rule": "usage > 0.8", "action": "throttle", "essential": True,
+        "description": "usage above 0.8: pause input (429) until usage falls below the release",
+        "rule": "usage > 0.8",
+        "action": "throttle",
+        "essential": True,
     },
     "suspicion_watcher": {
         "description": "suspicious climate: block the sources that caused it, raise an alert",
-        "rule": 'climate == "suspicious"', "action": "watch", "essential": True,
+        "rule": 'climate == "suspicious"',
+        "action": "watch",
+        "essential": True,
     },
     "caesura": {
         "description": "night_hold: agents rest, non-essential rituals wait for the next inhale",
-        "rule": 'breath_phase == "night_hold"', "action": "caesura", "essential": True,
+        "rule": 'breath_phase == "night_hold"',
+        "action": "caesura",
+        "essential": True,
     },
 }
 
-_SETTINGS = ("description", "rule", "action", "phases", "cooldown", "window", "essential", "enabled")
+_SETTINGS = (
+    "description",
+    "rule",
+    "action",
+    "phases",
+    "cooldown",
+    "window",
+    "essential",
+    "enabled",
+)
 
 
 class RitualConfigError(ValueError):
@@ -108,7 +125,9 @@ class RitualSpec:
             "params": dict(self.params),
             "phases": [p for p in PHASES if p in self.phases] if self.phases else list(PHASES),
             "cooldown": self.cooldown,
-            "window": {"count": self.window.count, "seconds": self.window.seconds} if self.window else None,
+            "window": {"count": self.window.count, "seconds": self.window.seconds}
+            if self.window
+            else None,
             "essential": self.essential,
             "enabled": self.enabled,
             "background": self.background,
@@ -121,15 +140,18 @@ def load_rituals(tables: Any, origin: str) -> list[RitualSpec]:
     if tables is None:
         tables = {}
     if not isinstance(tables, Mapping):
-        raise RitualConfigError(f"{origin}: [rituals] must hold one table per ritual, "
-                                "e.g. [rituals.bell]")
+        raise RitualConfigError(
+            f"{origin}: [rituals] must hold one table per ritual, e.g. [rituals.bell]"
+        )
     names = list(BUILTINS) + [n for n in tables if n not in BUILTINS]
     specs = []
     for name in names:
         given = tables.get(name, {})
         try:
             if not isinstance(given, Mapping):
-                raise ValueError("must be a table of settings, e.g. [rituals.bell] with rule = \"...\"")
+                raise ValueError(
+                    'must be a table of settings, e.g. [rituals.bell] with rule = "..."'
+                )
             specs.append(_spec(name, {**BUILTINS.get(name, {}), **given}, builtin=name in BUILTINS))
         except ValueError as exc:
             raise RitualConfigError(f"{origin}: ritual {name!r}: {exc}") from None
@@ -153,7 +175,11 @@ def _spec(name: str, raw: dict[str, Any], builtin: bool) -> RitualSpec:
     if not isinstance(phases, list) or any(p not in PHASES for p in phases):
         raise ValueError(f"phases: a list of {', '.join(PHASES)}, got {phases!r}")
     cooldown = raw.get("cooldown", 0.0)
-    if isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)) or not 0 <= cooldown <= 10**7:
+    if (
+        isinstance(cooldown, bool)
+        or not isinstance(cooldown, (int, float))
+        or not 0 <= cooldown <= 10**7
+    ):
         raise ValueError(f"cooldown: seconds, 0 or more, got {cooldown!r}")
     window = None
     if "window" in raw:
@@ -163,7 +189,11 @@ def _spec(name: str, raw: dict[str, Any], builtin: bool) -> RitualSpec:
         count, seconds = w["count"], w["seconds"]
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100_000:
             raise ValueError(f"window.count: a whole number from 1 to 100000, got {count!r}")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 86400:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 < seconds <= 86400
+        ):
             raise ValueError(f"window.seconds: above 0 and at most 86400, got {seconds!r}")
         window = Window(count, float(seconds))
     flags = {}
@@ -177,11 +207,23 @@ def _spec(name: str, raw: dict[str, Any], builtin: bool) -> RitualSpec:
     params = ACTIONS[action].check_params({k: v for k, v in raw.items() if k not in _SETTINGS})
     if action in CROSS_CHECKS:
         CROSS_CHECKS[action](params)
-    return RitualSpec(name, rule, action, params, frozenset(phases), float(cooldown), window,
-                      flags["essential"], flags["enabled"], builtin, description)
+    return RitualSpec(
+        name,
+        rule,
+        action,
+        params,
+        frozenset(phases),
+        float(cooldown),
+        window,
+        flags["essential"],
+        flags["enabled"],
+        builtin,
+        description,
+    )
 
 
 # -- the engine ---------------------------------------------------------------------------------
+
 
 @dataclass
 class _Deferred:
@@ -211,9 +253,17 @@ class RitualEngine:
 
     QUEUE_SIZE = 256
 
-    def __init__(self, specs: list[RitualSpec], *, clock, store, breath: BreathEngine,
-                 orchestrator: Orchestrator, queue_size: int = QUEUE_SIZE,
-                 claim: Callable[[str], bool] = lambda key: True) -> None:
+    def __init__(
+        self,
+        specs: list[RitualSpec],
+        *,
+        clock,
+        store,
+        breath: BreathEngine,
+        orchestrator: Orchestrator,
+        queue_size: int = QUEUE_SIZE,
+        claim: Callable[[str], bool] = lambda key: True,
+    ) -> None:
         self.specs = {s.name: s for s in specs}
         self.clock = clock
         self.store = store
@@ -239,8 +289,14 @@ class RitualEngine:
         """Evaluate every ritual on a stored glint (called after its commit, outside the lock)."""
         if self._depth():
             return
-        fields = {"module": glint.module, "phase": glint.phase, "context": glint.context,
-                  "id": glint.id, "parent_id": glint.parent_id, "source": glint.source}
+        fields = {
+            "module": glint.module,
+            "phase": glint.phase,
+            "context": glint.context,
+            "id": glint.id,
+            "parent_id": glint.parent_id,
+            "source": glint.source,
+        }
         self._evaluate("glint", prepare(activation(fields, glint.breath, "glint")), glint, state)
 
     def on_breath(self, state: BreathState) -> None:
@@ -266,7 +322,9 @@ class RitualEngine:
         for event in events:
             self._evaluate(event, prepare(activation(None, breath, event)), None, state)
 
-    def _evaluate(self, event: str | None, act: Any, glint: Glint | None, state: BreathState) -> None:
+    def _evaluate(
+        self, event: str | None, act: Any, glint: Glint | None, state: BreathState
+    ) -> None:
         if self._deferred_pending and state.phase == "inhale":
             self._run_deferred(state)
         if event is None:
@@ -278,9 +336,13 @@ class RitualEngine:
                 except Exception:  # a ritual must never fail the glint that triggered it
                     log.exception("ritual %s failed to run", spec.name)
 
-    def _consider(self, spec: RitualSpec, event: str, glint: Glint | None, state: BreathState) -> None:
+    def _consider(
+        self, spec: RitualSpec, event: str, glint: Glint | None, state: BreathState
+    ) -> None:
         """Gate one matching ritual (phases, window, cooldown, caesura), then run or record it."""
-        if glint is None and not self.claim(f"{spec.name}:{event}:{state.phase_started_at}:{state.climate}"):
+        if glint is None and not self.claim(
+            f"{spec.name}:{event}:{state.phase_started_at}:{state.climate}"
+        ):
             return  # another worker took this breath change
         now = self.clock.now()
         with self._lock:
@@ -300,8 +362,12 @@ class RitualEngine:
                 st.skip_noted = True
                 until = st.cooldown_until
                 decision = "skip"
-            elif (self._caesura and state.phase == "night_hold" and not spec.essential
-                  and "night_hold" not in spec.phases):  # naming night_hold opts in to it
+            elif (
+                self._caesura
+                and state.phase == "night_hold"
+                and not spec.essential
+                and "night_hold" not in spec.phases
+            ):  # naming night_hold opts in to it
                 if st.deferred is not None:
                     st.deferred.count += 1
                     return
@@ -315,27 +381,54 @@ class RitualEngine:
                 st.hits.clear()
                 decision = "run"
         if decision == "skip":
-            self._record(spec, event, glint, "skipped_cooldown",
-                         {"cooldown_until": iso(until), "message": "matched during its cooldown; "
-                          "further matches until then are counted, not recorded"})
+            self._record(
+                spec,
+                event,
+                glint,
+                "skipped_cooldown",
+                {
+                    "cooldown_until": iso(until),
+                    "message": "matched during its cooldown; "
+                    "further matches until then are counted, not recorded",
+                },
+            )
         elif decision == "defer":
-            run = self._record(spec, event, glint, "deferred",
-                               {"message": "caesura: non-essential rituals wait for the next inhale"})
+            run = self._record(
+                spec,
+                event,
+                glint,
+                "deferred",
+                {"message": "caesura: non-essential rituals wait for the next inhale"},
+            )
             deferred.seq = run.get("seq") if run else None
         else:
             self._dispatch(spec, event, glint, state, previous)
 
-    def _dispatch(self, spec: RitualSpec, event: str, glint: Glint | None, state: BreathState,
-                  previous_cooldown: float, extra: dict[str, Any] | None = None) -> None:
+    def _dispatch(
+        self,
+        spec: RitualSpec,
+        event: str,
+        glint: Glint | None,
+        state: BreathState,
+        previous_cooldown: float,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         if not spec.background:
             self._run(spec, event, glint, state, previous_cooldown, extra)
             return
+
         def job() -> None:
             self._run(spec, event, glint, state, previous_cooldown, extra)
 
         if not self._worker.submit(job):
-            self._record(spec, event, glint, "error",
-                         {"error": "the ritual worker's queue is full; this run was dropped"}, extra=extra)
+            self._record(
+                spec,
+                event,
+                glint,
+                "error",
+                {"error": "the ritual worker's queue is full; this run was dropped"},
+                extra=extra,
+            )
 
     def _run_deferred(self, state: BreathState) -> None:
         """At inhale: run what the caesura deferred, each ritual once (matches were coalesced)."""
@@ -352,13 +445,26 @@ class RitualEngine:
                     st.cooldown_until = now + self.specs[name].cooldown
                     st.skip_noted = False
         for spec, d, previous in due:
-            self._dispatch(spec, d.event, d.trigger, state, previous,
-                           {"deferred_from": d.seq, "coalesced": d.count})
+            self._dispatch(
+                spec,
+                d.event,
+                d.trigger,
+                state,
+                previous,
+                {"deferred_from": d.seq, "coalesced": d.count},
+            )
 
     # -- running -------------------------------------------------------------------------------
-    def _run(self, spec: RitualSpec, event: str, glint: Glint | None, state: BreathState,
-             previous_cooldown: float | None, extra: dict[str, Any] | None = None,
-             invoked: bool = False) -> dict[str, Any] | None:
+    def _run(
+        self,
+        spec: RitualSpec,
+        event: str,
+        glint: Glint | None,
+        state: BreathState,
+        previous_cooldown: float | None,
+        extra: dict[str, Any] | None = None,
+        invoked: bool = False,
+    ) -> dict[str, Any] | None:
         """Run the action and record the run; answers the record (None: nothing to do)."""
         started = time.perf_counter()
         self._local.depth = self._depth() + 1
@@ -383,9 +489,17 @@ class RitualEngine:
         duration = (time.perf_counter() - started) * 1000
         return self._record(spec, event, glint, status, result, duration, emitted, extra)
 
-    def _record(self, spec: RitualSpec, event: str, glint: Glint | None, status: str,
-                result: dict[str, Any], duration_ms: float = 0.0, emitted_id: str | None = None,
-                extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def _record(
+        self,
+        spec: RitualSpec,
+        event: str,
+        glint: Glint | None,
+        status: str,
+        result: dict[str, Any],
+        duration_ms: float = 0.0,
+        emitted_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         now = self.clock.now()
         record = {
             "ritual": spec.name,
@@ -430,13 +544,31 @@ class RitualEngine:
         rule = rule or spec.rule
         matched = []
         for g in glints:
-            fields = {"module": g.module, "phase": g.phase, "context": g.context, "id": g.id,
-                      "parent_id": g.parent_id, "source": g.source}
+            fields = {
+                "module": g.module,
+                "phase": g.phase,
+                "context": g.context,
+                "id": g.id,
+                "parent_id": g.parent_id,
+                "source": g.source,
+            }
             if rule.matches(activation(fields, g.breath, "glint")):
-                matched.append({"id": g.id, "seq": g.seq, "module": g.module, "phase": g.phase,
-                                "received_at": g.received_at})
-        return {"ritual": name, "rule": rule.source, "examined": len(glints),
-                "matched_count": len(matched), "matched": matched}
+                matched.append(
+                    {
+                        "id": g.id,
+                        "seq": g.seq,
+                        "module": g.module,
+                        "phase": g.phase,
+                        "received_at": g.received_at,
+                    }
+                )
+        return {
+            "ritual": name,
+            "rule": rule.source,
+            "examined": len(glints),
+            "matched_count": len(matched),
+            "matched": matched,
+        }
 
     def describe(self) -> list[dict[str, Any]]:
         """Every ritual's definition and state, in evaluation order."""
@@ -445,15 +577,24 @@ class RitualEngine:
         with self._lock:
             for name, spec in self.specs.items():
                 st = self._state[name]
-                out.append({**spec.to_dict(), "state": {
-                    "last_run_at": iso(st.last_run_at) if st.last_run_at is not None else None,
-                    "last_status": st.last_status,
-                    "last_seq": st.last_seq,
-                    "cooldown_until": iso(st.cooldown_until) if st.cooldown_until > now else None,
-                    "deferred": st.deferred.count if st.deferred is not None else 0,
-                    "runs": st.runs,
-                    "skipped_cooldown": st.skipped,
-                }})
+                out.append(
+                    {
+                        **spec.to_dict(),
+                        "state": {
+                            "last_run_at": iso(st.last_run_at)
+                            if st.last_run_at is not None
+                            else None,
+                            "last_status": st.last_status,
+                            "last_seq": st.last_seq,
+                            "cooldown_until": iso(st.cooldown_until)
+                            if st.cooldown_until > now
+                            else None,
+                            "deferred": st.deferred.count if st.deferred is not None else 0,
+                            "runs": st.runs,
+                            "skipped_cooldown": st.skipped,
+                        },
+                    }
+                )
         return out
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -504,7 +645,9 @@ class _Worker:
             if self._stopped:
                 return False
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="spiral-rituals", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="spiral-rituals", daemon=True
+                )
                 self._thread.start()
             self._unfinished += 1
         try:

@@ -12,12 +12,23 @@ a glint, `"phase_change"` or `"climate_change"` for a change of the breath itsel
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import cel
 
-VARIABLES = ("module", "phase", "context", "id", "parent_id", "source", "climate", "usage",
-             "breath_phase", "event")
+VARIABLES = (
+    "module",
+    "phase",
+    "context",
+    "id",
+    "parent_id",
+    "source",
+    "climate",
+    "usage",
+    "breath_phase",
+    "event",
+)
 
 
 class RuleError(ValueError):
@@ -55,7 +66,9 @@ class Rule:
         return f"Rule({self.source!r})"
 
 
-def activation(glint: Mapping[str, Any] | None, breath: Mapping[str, Any], event: str = "glint") -> dict[str, Any]:
+def activation(
+    glint: Mapping[str, Any] | None, breath: Mapping[str, Any], event: str = "glint"
+) -> dict[str, Any]:
     """The names a rule can see, for one glint (or a breath change when `glint` is None)."""
     g = glint or {}
     return {

@@ -7,7 +7,9 @@ from collections import Counter
 
 
 class Stats:
-    def __init__(self, by_phase: dict[str, int] | None = None, by_module: dict[str, int] | None = None):
+    def __init__(
+        self, by_phase: dict[str, int] | None = None, by_module: dict[str, int] | None = None
+    ):
         self._lock = threading.Lock()
         self.by_phase: Counter[str] = Counter(by_phase or {})
         self.by_module: Counter[str] = Counter(by_module or {})

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import orjson
 
@@ -93,7 +94,9 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"SQLite synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
+            raise ValueError(
+                f"SQLite synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}"
+            )
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._w = self._connect()
@@ -114,14 +117,16 @@ class SQLiteStore:
             self._r.close()
 
     def _init_sequence(self) -> None:
-        """Create the counter, or raise it to the largest stored seq (a file from before it existed)."""
+        """Create the counter, or raise it to the largest stored seq (a file from before it
+        existed)."""
         top = " , ".join(f"(SELECT COALESCE(MAX(seq), 0) FROM {t})" for t in _SEQ_TABLES)
         with self._wlock:
             self._w.execute("BEGIN IMMEDIATE")
             try:
                 self._w.execute(
                     f"INSERT INTO sequence(id, value) VALUES (1, MAX({top})) "
-                    "ON CONFLICT(id) DO UPDATE SET value = MAX(value, excluded.value)")
+                    "ON CONFLICT(id) DO UPDATE SET value = MAX(value, excluded.value)"
+                )
                 self._w.execute("COMMIT")
             except BaseException:
                 self._w.execute("ROLLBACK")
@@ -146,7 +151,7 @@ class SQLiteStore:
                 known_parents = set(self._existing_ids(w, list(parents))) if parents else set()
                 seq = first = self._seq(w)
                 rows = []
-                for item, result in zip(items, results):
+                for item, result in zip(items, results, strict=True):
                     if item.gid in existing:
                         result.glint, result.duplicate = Glint.from_json(existing[item.gid]), True
                         continue
@@ -155,10 +160,27 @@ class SQLiteStore:
                         result.error = f"parent_id: no glint with id {parent!r}"
                         continue
                     seq += 1
-                    glint = Glint.build(seq, item.gid, item.data, item.phase, item.received_at,
-                                        item.breath, item.source)
-                    rows.append((seq, glint.id, glint.module, glint.phase, parent,
-                                 item.received_ts, item.source, glint.json))
+                    glint = Glint.build(
+                        seq,
+                        item.gid,
+                        item.data,
+                        item.phase,
+                        item.received_at,
+                        item.breath,
+                        item.source,
+                    )
+                    rows.append(
+                        (
+                            seq,
+                            glint.id,
+                            glint.module,
+                            glint.phase,
+                            parent,
+                            item.received_ts,
+                            item.source,
+                            glint.json,
+                        )
+                    )
                     existing[item.gid] = glint.json
                     known_parents.add(item.gid)
                     result.glint = glint
@@ -177,16 +199,29 @@ class SQLiteStore:
             return {}
         marks = ",".join("?" * len(ids))
         # archived ids stay taken: a retried glint is still a duplicate after archival
-        return dict(conn.execute(f"SELECT id, body FROM glints WHERE id IN ({marks}) UNION ALL "
-                                 f"SELECT id, body FROM archive WHERE id IN ({marks})", ids + ids))
+        return dict(
+            conn.execute(
+                f"SELECT id, body FROM glints WHERE id IN ({marks}) UNION ALL "
+                f"SELECT id, body FROM archive WHERE id IN ({marks})",
+                ids + ids,
+            )
+        )
 
     @staticmethod
     def _existing_ids(conn: sqlite3.Connection, ids: list[str]) -> Iterable[str]:
         marks = ",".join("?" * len(ids))
-        return [r[0] for r in conn.execute(f"SELECT id FROM glints WHERE id IN ({marks}) UNION ALL "
-                                           f"SELECT id FROM archive WHERE id IN ({marks})", ids + ids)]
+        return [
+            r[0]
+            for r in conn.execute(
+                f"SELECT id FROM glints WHERE id IN ({marks}) UNION ALL "
+                f"SELECT id FROM archive WHERE id IN ({marks})",
+                ids + ids,
+            )
+        ]
 
-    def append_run(self, ritual: str, status: str, at_ts: float, record: dict[str, Any]) -> tuple[int, bytes]:
+    def append_run(
+        self, ritual: str, status: str, at_ts: float, record: dict[str, Any]
+    ) -> tuple[int, bytes]:
         """Store one ritual run under the next seq; answers (seq, its JSON with the seq in it)."""
         with self._wlock:
             w = self._w
@@ -194,7 +229,9 @@ class SQLiteStore:
             try:
                 seq = self._seq(w) + 1
                 body = orjson.dumps({"seq": seq, **record})
-                w.execute("INSERT INTO ritual_runs VALUES (?,?,?,?,?)", (seq, ritual, status, at_ts, body))
+                w.execute(
+                    "INSERT INTO ritual_runs VALUES (?,?,?,?,?)", (seq, ritual, status, at_ts, body)
+                )
                 w.execute("UPDATE sequence SET value = ? WHERE id = 1", (seq,))
                 w.execute("COMMIT")
             except BaseException:
@@ -214,23 +251,35 @@ class SQLiteStore:
             w.execute("BEGIN IMMEDIATE")
             try:
                 last = w.execute("SELECT MAX(at_ts) FROM archivals").fetchone()[0]
-                moved_by_module = dict(w.execute(
-                    "SELECT module, COUNT(*) FROM glints WHERE received_ts < ? GROUP BY module "
-                    "ORDER BY COUNT(*) DESC", (cutoff_ts,)))
-                moved_by_phase = dict(w.execute(
-                    "SELECT phase, COUNT(*) FROM glints WHERE received_ts < ? GROUP BY phase",
-                    (cutoff_ts,)))
+                moved_by_module = dict(
+                    w.execute(
+                        "SELECT module, COUNT(*) FROM glints WHERE received_ts < ? GROUP BY module "
+                        "ORDER BY COUNT(*) DESC",
+                        (cutoff_ts,),
+                    )
+                )
+                moved_by_phase = dict(
+                    w.execute(
+                        "SELECT phase, COUNT(*) FROM glints WHERE received_ts < ? GROUP BY phase",
+                        (cutoff_ts,),
+                    )
+                )
                 since = last if last is not None else float("-inf")
                 recent_by_module: dict[str, int] = {}
                 recent_by_phase: dict[str, int] = {}
                 for table in ("glints", "archive"):
                     for module, phase, n in w.execute(
-                            f"SELECT module, phase, COUNT(*) FROM {table} WHERE received_ts >= ? "
-                            "GROUP BY module, phase", (since,)):
+                        f"SELECT module, phase, COUNT(*) FROM {table} WHERE received_ts >= ? "
+                        "GROUP BY module, phase",
+                        (since,),
+                    ):
                         recent_by_module[module] = recent_by_module.get(module, 0) + n
                         recent_by_phase[phase] = recent_by_phase.get(phase, 0) + n
-                w.execute("INSERT INTO archive SELECT seq, id, module, phase, parent_id, received_ts, "
-                          "source, body, ? FROM glints WHERE received_ts < ?", (now_ts, cutoff_ts))
+                w.execute(
+                    "INSERT INTO archive SELECT seq, id, module, phase, parent_id, received_ts, "
+                    "source, body, ? FROM glints WHERE received_ts < ?",
+                    (now_ts, cutoff_ts),
+                )
                 moved = w.execute("DELETE FROM glints WHERE received_ts < ?", (cutoff_ts,)).rowcount
                 summary = {
                     "moved": moved,
@@ -242,8 +291,10 @@ class SQLiteStore:
                         "by_phase": recent_by_phase,
                     },
                 }
-                w.execute("INSERT INTO archivals VALUES (?,?,?,?)",
-                          (now_ts, cutoff_ts, moved, orjson.dumps(summary)))
+                w.execute(
+                    "INSERT INTO archivals VALUES (?,?,?,?)",
+                    (now_ts, cutoff_ts, moved, orjson.dumps(summary)),
+                )
                 w.execute("COMMIT")
             except BaseException:
                 w.execute("ROLLBACK")
@@ -257,8 +308,11 @@ class SQLiteStore:
 
     def get(self, gid: str) -> Glint | None:
         """The glint with this id, from the hot store or else the archive."""
-        rows = self._read("SELECT body FROM glints WHERE id = ?1 UNION ALL "
-                          "SELECT body FROM archive WHERE id = ?1 LIMIT 1", (gid,))
+        rows = self._read(
+            "SELECT body FROM glints WHERE id = ?1 UNION ALL "
+            "SELECT body FROM archive WHERE id = ?1 LIMIT 1",
+            (gid,),
+        )
         return Glint.from_json(rows[0][0]) if rows else None
 
     def query(
@@ -285,8 +339,16 @@ class SQLiteStore:
         """Archived glints, newest first, with the same filters and paging as `query`."""
         return self._query("archive", module, phase, since, until, before_seq, limit)
 
-    def _query(self, table: str, module: str | None, phase: str | None, since: float | None,
-               until: float | None, before_seq: int | None, limit: int) -> list[Glint]:
+    def _query(
+        self,
+        table: str,
+        module: str | None,
+        phase: str | None,
+        since: float | None,
+        until: float | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[Glint]:
         where, args = _filters(module, phase)
         if since is not None:
             where.append("received_ts >= ?")
@@ -315,7 +377,9 @@ class SQLiteStore:
         args.append(limit)
         return [Glint.from_json(r[0]) for r in self._read(sql, args)]
 
-    def replay_after(self, seq: int, module: str | None, phase: str | None, limit: int) -> list[Event]:
+    def replay_after(
+        self, seq: int, module: str | None, phase: str | None, limit: int
+    ) -> list[Event]:
         """Replayable events stored after `seq`, oldest first, as listeners receive them: glints
         (hot or archived: archival never makes a listener miss one) and ritual runs, merged in seq
         order. `module` and `phase` filter glints only; ritual runs always pass."""
@@ -323,14 +387,26 @@ class SQLiteStore:
         where.append("seq > ?")
         args.append(seq)
         cond = " AND ".join(where)
-        events = [Event("glint_emission", body, s, m, p) for s, m, p, body in self._read(
-            f"SELECT seq, module, phase, body FROM glints WHERE {cond} ORDER BY seq LIMIT ?",
-            [*args, limit])]
-        events += [Event("glint_emission", body, s, m, p) for s, m, p, body in self._read(
-            f"SELECT seq, module, phase, body FROM archive WHERE {cond} ORDER BY seq LIMIT ?",
-            [*args, limit])]
-        events += [Event("ritual", body, s) for s, body in self._read(
-            "SELECT seq, body FROM ritual_runs WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))]
+        events = [
+            Event("glint_emission", body, s, m, p)
+            for s, m, p, body in self._read(
+                f"SELECT seq, module, phase, body FROM glints WHERE {cond} ORDER BY seq LIMIT ?",
+                [*args, limit],
+            )
+        ]
+        events += [
+            Event("glint_emission", body, s, m, p)
+            for s, m, p, body in self._read(
+                f"SELECT seq, module, phase, body FROM archive WHERE {cond} ORDER BY seq LIMIT ?",
+                [*args, limit],
+            )
+        ]
+        events += [
+            Event("ritual", body, s)
+            for s, body in self._read(
+                "SELECT seq, body FROM ritual_runs WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            )
+        ]
         events.sort(key=lambda e: e.seq)  # type: ignore[arg-type, return-value]
         return events[:limit]
 
@@ -366,8 +442,13 @@ class SQLiteStore:
         return self._read("SELECT COUNT(*) FROM archive")[0][0]
 
     # -- ritual runs ---------------------------------------------------------------------------
-    def runs(self, ritual: str | None = None, status: str | None = None,
-             before_seq: int | None = None, limit: int = 50) -> list[bytes]:
+    def runs(
+        self,
+        ritual: str | None = None,
+        status: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[bytes]:
         """Ritual runs as stored JSON, newest first; page with `before_seq`."""
         where: list[str] = []
         args: list[Any] = []
@@ -390,7 +471,9 @@ class SQLiteStore:
         marks = ",".join("?" * len(statuses))
         rows = self._read(
             "SELECT ritual, body FROM ritual_runs WHERE seq IN (SELECT MAX(seq) FROM ritual_runs "
-            f"WHERE status IN ({marks}) GROUP BY ritual)", list(statuses))
+            f"WHERE status IN ({marks}) GROUP BY ritual)",
+            list(statuses),
+        )
         return dict(rows)
 
     def lineage(self, gid: str, limit: int = LINEAGE_LIMIT) -> dict[str, Any] | None:

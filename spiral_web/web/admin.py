@@ -35,8 +35,12 @@ class PhaseOverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     phase: Phase | None = Field(description="The phase to hold; null releases an override.")
-    seconds: float = Field(default=300.0, gt=0, le=MAX_SECONDS,
-                           description="How long the override lasts (ignored when releasing).")
+    seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="How long the override lasts (ignored when releasing).",
+    )
 
 
 class ClimateOverrideIn(BaseModel):
@@ -45,8 +49,12 @@ class ClimateOverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     climate: Climate | None = Field(description="The climate to set; null releases an override.")
-    seconds: float = Field(default=300.0, gt=0, le=MAX_SECONDS,
-                           description="How long the override lasts (ignored when releasing).")
+    seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="How long the override lasts (ignored when releasing).",
+    )
 
 
 class OverrideAnswer(BaseModel):
@@ -73,21 +81,28 @@ def climate():
 
 # -- shared with the dashboard's form --------------------------------------------------------------
 
+
 def set_phase(phase: str | None, seconds: float) -> float | None:
-    """Override the phase for `seconds` (None releases), publish the breath; the end time or None."""
+    """Override the phase for `seconds` (None releases), publish the breath; the end or None."""
     return _override("phase", PHASES, phase, seconds)
 
 
 def set_climate(climate: str | None, seconds: float) -> float | None:
-    """Override the climate for `seconds` (None releases), publish the breath; the end time or None."""
+    """Override the climate for `seconds` (None releases), publish the breath; the end or None."""
     return _override("climate", CLIMATES, climate, seconds)
 
 
-def _override(kind: str, allowed: tuple[str, ...], value: str | None, seconds: float) -> float | None:
+def _override(
+    kind: str, allowed: tuple[str, ...], value: str | None, seconds: float
+) -> float | None:
     if value is not None:
         if value not in allowed:
-            raise GlintError(422, "invalid_override", f"{kind} must be one of {', '.join(allowed)}",
-                             [{"field": kind, "problem": f"choose one of {', '.join(allowed)}"}])
+            raise GlintError(
+                422,
+                "invalid_override",
+                f"{kind} must be one of {', '.join(allowed)}",
+                [{"field": kind, "problem": f"choose one of {', '.join(allowed)}"}],
+            )
         _check_seconds(seconds)
     hub = spiral()
     getattr(hub.breath, f"override_{kind}")(value, seconds)
@@ -112,10 +127,15 @@ def same_origin() -> bool:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 def _check_seconds(seconds: float) -> None:
     if not (0 < seconds <= MAX_SECONDS):
-        raise GlintError(422, "invalid_override", f"duration must be between 1 second and {MAX_SECONDS / 3600:g} hours",
-                         [{"field": "minutes", "problem": "choose a duration up to 24 hours"}])
+        raise GlintError(
+            422,
+            "invalid_override",
+            f"duration must be between 1 second and {MAX_SECONDS / 3600:g} hours",
+            [{"field": "minutes", "problem": "choose a duration up to 24 hours"}],
+        )
 
 
 def _body(model: type[BaseModel]) -> Any:
@@ -130,12 +150,21 @@ def _body(model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
-                   for e in exc.errors()]
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
+            for e in exc.errors()
+        ]
         first = details[0]
-        raise GlintError(422, "invalid_override", f"{first['field']}: {first['problem']}", details) from None
+        raise GlintError(
+            422, "invalid_override", f"{first['field']}: {first['problem']}", details
+        ) from None
 
 
 def _answer(status: str, until: float | None):
-    return json_response({"status": status, "until": iso(until) if until is not None else None,
-                          "breath": spiral().breath.state().to_dict()})
+    return json_response(
+        {
+            "status": status,
+            "until": iso(until) if until is not None else None,
+            "breath": spiral().breath.state().to_dict(),
+        }
+    )

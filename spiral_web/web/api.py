@@ -29,15 +29,25 @@ def glint_page(query) -> Response:
     request's arguments: module (exact or glob), phase, since, until, before_seq, limit."""
     args = request.args
     module = args.get("module") or None
-    if module is not None and (len(module) > 100 or not all(c.isalnum() or c in "._*?" for c in module)):
-        raise GlintError(400, "invalid_query", "module may hold letters, digits, '.', '_', '*' and '?'")
+    if module is not None and (
+        len(module) > 100 or not all(c.isalnum() or c in "._*?" for c in module)
+    ):
+        raise GlintError(
+            400, "invalid_query", "module may hold letters, digits, '.', '_', '*' and '?'"
+        )
     phase = args.get("phase") or None
     if phase is not None and phase not in PHASES:
         raise GlintError(400, "invalid_query", f"phase must be one of {', '.join(PHASES)}")
     limit = _int(args, "limit", 50, 1, MAX_PAGE)
     before = _int(args, "before_seq", None, 0, None)
-    glints = query(module=module, phase=phase, since=_time(args, "since"), until=_time(args, "until"),
-                   before_seq=before, limit=limit)
+    glints = query(
+        module=module,
+        phase=phase,
+        since=_time(args, "since"),
+        until=_time(args, "until"),
+        before_seq=before,
+        limit=limit,
+    )
     body = b'{"glints":[' + b",".join(g.json for g in glints) + b'],"next_before_seq":'
     body += str(glints[-1].seq).encode() if len(glints) == limit else b"null"
     return json_response(body + b"}")
@@ -110,12 +120,16 @@ def _time(args, name: str) -> float | None:
         pass
     else:
         if not math.isfinite(value):
-            raise GlintError(400, "invalid_query", f"{name} must be a finite number of epoch seconds")
+            raise GlintError(
+                400, "invalid_query", f"{name} must be a finite number of epoch seconds"
+            )
         return value
     try:
         when = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))  # RFC 3339 allows t, z
     except ValueError:
-        raise GlintError(400, "invalid_query", f"{name} must be an ISO 8601 time or epoch seconds") from None
+        raise GlintError(
+            400, "invalid_query", f"{name} must be an ISO 8601 time or epoch seconds"
+        ) from None
     if when.tzinfo is None:
         raise GlintError(400, "invalid_query", f"{name} needs a time zone (e.g. a trailing Z)")
     return when.timestamp()

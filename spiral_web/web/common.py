@@ -26,7 +26,9 @@ def source() -> str:
     return request.remote_addr or "unknown"
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return Response(body, status=status, mimetype="application/json", headers=headers)
 
@@ -38,14 +40,22 @@ def error(status: int, code: str, message: str, **extra: Any) -> Response:
 def stream_filters(args: Any) -> Filters:
     """`?module=memory.*&phase=return` (phase may repeat or be comma-separated)."""
     module = args.get("module") or None
-    if module is not None and (len(module) > 100 or not all(c.isalnum() or c in "._*?" for c in module)):
-        raise GlintError(400, "invalid_filter", "module filter may hold letters, digits, '.', '_', '*' and '?'")
+    if module is not None and (
+        len(module) > 100 or not all(c.isalnum() or c in "._*?" for c in module)
+    ):
+        raise GlintError(
+            400, "invalid_filter", "module filter may hold letters, digits, '.', '_', '*' and '?'"
+        )
     phases: set[str] = set()
     for value in args.getlist("phase"):
         phases.update(p for p in value.split(",") if p)
     unknown = phases - set(PHASES)
     if unknown:
-        raise GlintError(400, "invalid_filter", f"unknown phase {sorted(unknown)[0]!r}; expected one of {', '.join(PHASES)}")
+        raise GlintError(
+            400,
+            "invalid_filter",
+            f"unknown phase {sorted(unknown)[0]!r}; expected one of {', '.join(PHASES)}",
+        )
     return Filters(module, frozenset(phases))
 
 
@@ -57,7 +67,9 @@ def last_event_id(header: str | None, query: str | None) -> int | None:
     try:
         value = int(raw)  # type: ignore[arg-type]
     except ValueError:
-        raise GlintError(400, "invalid_last_event_id", "Last-Event-ID must be a whole number (a glint seq)") from None
+        raise GlintError(
+            400, "invalid_last_event_id", "Last-Event-ID must be a whole number (a glint seq)"
+        ) from None
     if value < 0:
         raise GlintError(400, "invalid_last_event_id", "Last-Event-ID must not be negative")
     if value >= 2**63:  # SQLite's integers are 64-bit: a larger one would fail the replay query

@@ -1,9 +1,9 @@
 """The dashboard: a complete server-rendered page, made live by htmx over its own SSE stream.
 
 The stream carries the same events, ids and replay as `/stream`, rendered with the same Jinja
-partials as the first page load; htmx swaps them in (`<hx-partial>` targets), so no JavaScript builds
-HTML from JSON. Besides the events, each dashboard connection gets the statistics panels at most
-once a second while something changes; that message is rendered once for every dashboard.
+partials as the first page load; htmx swaps them in (`<hx-partial>` targets), so no JavaScript
+builds HTML from JSON. Besides the events, each dashboard connection gets the statistics panels at
+most once a second while something changes; that message is rendered once for every dashboard.
 
 Ritual runs stream the same way: each `ritual` event is rendered once (a row for the ritual log and
 the rituals' state) and shared by every dashboard. Admins invoke rituals from the admin panel, whose
@@ -61,6 +61,7 @@ _RENDERED = {"glint_emission", "breath", "ritual"}
 
 # -- pages ---------------------------------------------------------------------------------------
 
+
 @bp.get("/")
 def index():
     return render_template("dashboard/index.html", **_page_context())
@@ -77,7 +78,7 @@ def timeline():
 
 @bp.get("/dashboard/glints")
 def older():
-    """Rows older than `before` (a seq), for the "older glints" button at the end of the timeline."""
+    """Rows older than `before` (a seq), for the "older glints" button at the timeline's end."""
     filters, phase, problem = _filters(request.args)
     if problem:
         raise GlintError(400, "invalid_filter", problem)
@@ -85,10 +86,20 @@ def older():
         before = int(request.args.get("before", ""))
     except ValueError:
         raise GlintError(400, "invalid_query", "before must be a glint seq") from None
-    glints = [g.to_dict() for g in spiral().store.query(module=filters.module, phase=phase,
-                                                        before_seq=before, limit=OLDER_PAGE)]
-    return render_template("dashboard/_older.html", glints=glints, filters=filters, phase=phase,
-                           more=True, end=len(glints) < OLDER_PAGE)
+    glints = [
+        g.to_dict()
+        for g in spiral().store.query(
+            module=filters.module, phase=phase, before_seq=before, limit=OLDER_PAGE
+        )
+    ]
+    return render_template(
+        "dashboard/_older.html",
+        glints=glints,
+        filters=filters,
+        phase=phase,
+        more=True,
+        end=len(glints) < OLDER_PAGE,
+    )
 
 
 @bp.get("/dashboard/glints/<glint_id>")
@@ -106,7 +117,7 @@ def glint(glint_id: str):
 
 @bp.post("/dashboard/emit")
 def emit():
-    """The emit form. With htmx: answers the form partial (errors inline, 422). Without: the page."""
+    """The emit form. With htmx: answers the form partial (errors inline, 422). Else the page."""
     form = {k: request.form.get(k, "") for k in ("module", "phase", "context")}
     errors: list[dict[str, str]] = []
     notice = None
@@ -115,10 +126,15 @@ def emit():
         try:
             context = orjson.loads(form["context"]) if form["context"].strip() else {}
         except orjson.JSONDecodeError:
-            raise GlintError(422, "invalid_glint", "context: not valid JSON",
-                             [{"field": "context", "problem": "not valid JSON"}]) from None
-        data = validate_glint({"module": form["module"].strip(), "phase": form["phase"] or None,
-                               "context": context})
+            raise GlintError(
+                422,
+                "invalid_glint",
+                "context: not valid JSON",
+                [{"field": "context", "problem": "not valid JSON"}],
+            ) from None
+        data = validate_glint(
+            {"module": form["module"].strip(), "phase": form["phase"] or None, "context": context}
+        )
         result = spiral().orchestrator.emit(data, source())
         notice = f"Glint {result.glint.id} broadcast (seq {result.glint.seq})."
         form = {}
@@ -127,12 +143,15 @@ def emit():
         errors = exc.details or [{"field": "", "problem": exc.message}]
         status = exc.status
     if request.headers.get("HX-Request"):
-        html = render_template("dashboard/_emit_form.html", form=form, form_errors=errors,
-                               notice=notice, phases=PHASES)
+        html = render_template(
+            "dashboard/_emit_form.html", form=form, form_errors=errors, notice=notice, phases=PHASES
+        )
         return html, status
     if not errors:
         return redirect(url_for("dashboard.index"), 303)
-    return render_template("dashboard/index.html", **_page_context(form=form, form_errors=errors)), status
+    return render_template(
+        "dashboard/index.html", **_page_context(form=form, form_errors=errors)
+    ), status
 
 
 @bp.post("/dashboard/admin")
@@ -173,13 +192,19 @@ def admin_form():
     if status >= 400:
         spiral().breath.record_rejection(source())  # refused admin actions count for the climate
     if request.headers.get("HX-Request"):
-        html = render_template("dashboard/_admin.html", admin_form=form, admin_errors=errors,
-                               admin_notice=notice, **_admin_context())
+        html = render_template(
+            "dashboard/_admin.html",
+            admin_form=form,
+            admin_errors=errors,
+            admin_notice=notice,
+            **_admin_context(),
+        )
         return html, status
     if status == 200:
         return redirect(url_for("dashboard.index"), 303)
-    return render_template("dashboard/index.html", **_page_context(
-        admin_form=form, admin_errors=errors)), status
+    return render_template(
+        "dashboard/index.html", **_page_context(admin_form=form, admin_errors=errors)
+    ), status
 
 
 @bp.post("/dashboard/rituals/<name>/invoke")
@@ -201,17 +226,27 @@ def invoke_ritual(name: str):
             status, errors["form"] = 503, "the ritual ran but its run could not be recorded"
     if status >= 400:
         hub.breath.record_rejection(source())  # refused admin actions count for the climate
-    invoked = {"ritual": name, "run": _with_triggers([run])[0] if run else None,
-               "error": next(iter(errors.values()), None)}
+    invoked = {
+        "ritual": name,
+        "run": _with_triggers([run])[0] if run else None,
+        "error": next(iter(errors.values()), None),
+    }
     token_error = {"token": errors["token"]} if "token" in errors else {}
     if request.headers.get("HX-Request"):
-        html = render_template("dashboard/_admin.html", admin_form=request.form, admin_errors=token_error,
-                               admin_notice=None, **{**_admin_context(), "invoked": invoked})
+        html = render_template(
+            "dashboard/_admin.html",
+            admin_form=request.form,
+            admin_errors=token_error,
+            admin_notice=None,
+            **{**_admin_context(), "invoked": invoked},
+        )
         return html, status
     if run is not None:
         return redirect(url_for("dashboard.index") + f"#run-{run['seq']}", 303)
-    return render_template("dashboard/index.html", **_page_context(
-        admin_form=request.form, admin_errors=token_error, invoked=invoked)), status
+    return render_template(
+        "dashboard/index.html",
+        **_page_context(admin_form=request.form, admin_errors=token_error, invoked=invoked),
+    ), status
 
 
 def _admin_refusal() -> tuple[int, str, str] | None:
@@ -228,6 +263,7 @@ def _admin_refusal() -> tuple[int, str, str] | None:
 
 # -- the dashboard's stream ------------------------------------------------------------------------
 
+
 @bp.get("/dashboard/stream")
 def stream():
     hub = spiral()
@@ -241,17 +277,29 @@ def stream():
 
     root = request.script_root
     greeting = b"retry: %d\n\n" % hub.config.retry_ms + _html_frame(
-        render_template("dashboard/_breath_event.html", breath=_breath_now()))
+        render_template("dashboard/_breath_event.html", breath=_breath_now())
+    )
     newest = hub.store.seq_bounds()[1]
     if resume is not None and newest - resume > TIMELINE_LIMIT:
         # Far behind (a tab asleep for an hour): the page only shows the newest rows, so send those
         # in one message instead of replaying thousands of glints one by one. Still no gap: the
         # rows reach exactly up to `newest`, and the live feed continues after it.
-        rows = [g.to_dict() for g in hub.store.query(module=filters.module, phase=phase,
-                                                     before_seq=newest + 1, limit=TIMELINE_LIMIT)]
-        greeting += _html_frame(render_template("dashboard/_timeline_reset.html", glints=rows), newest)
-        greeting += _html_frame(render_template("dashboard/_ritual_log_reset.html", **_ritual_context(newest),
-                                                rituals=hub.rituals.describe()))
+        rows = [
+            g.to_dict()
+            for g in hub.store.query(
+                module=filters.module, phase=phase, before_seq=newest + 1, limit=TIMELINE_LIMIT
+            )
+        ]
+        greeting += _html_frame(
+            render_template("dashboard/_timeline_reset.html", glints=rows), newest
+        )
+        greeting += _html_frame(
+            render_template(
+                "dashboard/_ritual_log_reset.html",
+                **_ritual_context(newest),
+                rituals=hub.rituals.describe(),
+            )
+        )
         resume = newest
     feed = listener_feed(sub, hub.store, resume, filters, PULSE_SECONDS, hub.config.replay_limit)
     body = _dashboard_events(feed, app, panels, greeting, hub.config.heartbeat_seconds, root)
@@ -260,8 +308,14 @@ def stream():
     return response
 
 
-def _dashboard_events(feed: Iterator[list[Event] | None], app: Flask, panels: Panels,
-                      greeting: bytes, heartbeat: float, script_root: str) -> Iterator[bytes]:
+def _dashboard_events(
+    feed: Iterator[list[Event] | None],
+    app: Flask,
+    panels: Panels,
+    greeting: bytes,
+    heartbeat: float,
+    script_root: str,
+) -> Iterator[bytes]:
     """The SSE body: events as HTML, plus the statistics panels when they changed (at most once a
     second), plus a comment heartbeat when nothing else was written for `heartbeat` seconds.
 
@@ -288,7 +342,9 @@ def _dashboard_events(feed: Iterator[list[Event] | None], app: Flask, panels: Pa
 
 def _event_frame(app: Flask, event: Event, script_root: str) -> bytes:
     if event.kind in _RENDERED:
-        return event.html(lambda e: _render_event(app, e, script_root)).encode()  # rendered once, shared
+        return event.html(
+            lambda e: _render_event(app, e, script_root)
+        ).encode()  # rendered once, shared
     # Named events (ritual runs, and the control notices dropped, closing, replay_gap) become DOM
     # events on the connection's element; htmx swaps only unnamed messages.
     return event.sse
@@ -306,16 +362,29 @@ def _render_event(app: Flask, event: Event, script_root: str) -> str:
     """One event as an unnamed SSE message of `<hx-partial>`s (htmx 4 swaps unnamed messages)."""
     hub = app.extensions["spiral"]
     if event.kind == "glint_emission":
-        html = _render(app, "dashboard/_glint_event.html", script_root, glint=orjson.loads(event.data),
-                       stats=hub.orchestrator.statistics())
+        html = _render(
+            app,
+            "dashboard/_glint_event.html",
+            script_root,
+            glint=orjson.loads(event.data),
+            stats=hub.orchestrator.statistics(),
+        )
         return _html_frame(html, event.seq).decode()
     if event.kind == "breath":
-        return _html_frame(_render(app, "dashboard/_breath_event.html", script_root,
-                                   breath=orjson.loads(event.data))).decode()
+        return _html_frame(
+            _render(
+                app, "dashboard/_breath_event.html", script_root, breath=orjson.loads(event.data)
+            )
+        ).decode()
     if event.kind == "ritual":
         run = _with_triggers([orjson.loads(event.data)], hub.store)[0]
-        html = _render(app, "dashboard/_ritual_event.html", script_root, run=run,
-                       rituals=hub.rituals.describe())
+        html = _render(
+            app,
+            "dashboard/_ritual_event.html",
+            script_root,
+            run=run,
+            rituals=hub.rituals.describe(),
+        )
         return _html_frame(html, event.seq).decode()
     return ""
 
@@ -342,11 +411,17 @@ class Panels:
     def current(self) -> tuple[object, bytes]:
         hub = self.app.extensions["spiral"]
         stats = hub.orchestrator.statistics()
-        key = (stats["total"], stats["listeners"], stats["stream_sync"], int(hub.clock.now() // SPARK_STEP))
+        key = (
+            stats["total"],
+            stats["listeners"],
+            stats["stream_sync"],
+            int(hub.clock.now() // SPARK_STEP),
+        )
         with self._lock:
             if key != self._key:
-                html = _render(self.app, "dashboard/_panels_event.html", stats=stats,
-                               activity=activity(hub))
+                html = _render(
+                    self.app, "dashboard/_panels_event.html", stats=stats, activity=activity(hub)
+                )
                 self._key, self._frame = key, _html_frame(html)
             return self._key, self._frame
 
@@ -357,6 +432,7 @@ def _attach_panels(state) -> None:
 
 
 # -- what the templates are given ------------------------------------------------------------------
+
 
 def _breath_now() -> dict[str, Any]:
     """The breath as the page shows it: the same dict `/api/breath` answers and the stream sends."""
@@ -377,7 +453,9 @@ def _timeline_context(args: Any) -> dict[str, Any]:
     filters, phase, problem = _filters(args)
     store = spiral().store
     newest = store.seq_bounds()[1]  # read first: the rows and the stream then meet exactly here
-    glints = store.query(module=filters.module, phase=phase, before_seq=newest + 1, limit=FIRST_RENDER)
+    glints = store.query(
+        module=filters.module, phase=phase, before_seq=newest + 1, limit=FIRST_RENDER
+    )
     return {
         "glints": [g.to_dict() for g in glints],
         # Resume after the newest row shown: later events (ritual runs, say) are replayed.
@@ -394,8 +472,13 @@ def _timeline_context(args: Any) -> dict[str, Any]:
 def _admin_context() -> dict[str, Any]:
     hub = spiral()
     who = signed_in()  # a signed-in admin's session already proves it: no token field then
-    return {"token_required": bool(hub.config.admin_token) and not (who is not None and who.can("admin")),
-            "override_minutes": OVERRIDE_MINUTES, "rituals": hub.rituals.describe(), "invoked": None}
+    return {
+        "token_required": bool(hub.config.admin_token)
+        and not (who is not None and who.can("admin")),
+        "override_minutes": OVERRIDE_MINUTES,
+        "rituals": hub.rituals.describe(),
+        "invoked": None,
+    }
 
 
 def _ritual_context(newest: int | None = None) -> dict[str, Any]:
@@ -405,7 +488,9 @@ def _ritual_context(newest: int | None = None) -> dict[str, Any]:
     store = spiral().store
     if newest is None:
         newest = store.seq_bounds()[1]
-    runs = [orjson.loads(body) for body in store.runs(before_seq=newest + 1, limit=RITUAL_FIRST_RENDER)]
+    runs = [
+        orjson.loads(body) for body in store.runs(before_seq=newest + 1, limit=RITUAL_FIRST_RENDER)
+    ]
     return {"ritual_runs": _with_triggers(runs, store), "ritual_limit": RITUAL_LIMIT}
 
 
@@ -455,7 +540,7 @@ def activity(hub: Any) -> dict[str, Any]:
         cell = cells - 1 - min(ago * SPARK_STEP // HEAT_STEP, cells - 1)
         per_module.setdefault(module, [0] * cells)[cell] += n
     per_minute = [n * 60 // SPARK_STEP for n in spark]
-    last_minute = sum(spark[-(60 // SPARK_STEP):])
+    last_minute = sum(spark[-(60 // SPARK_STEP) :])
     top = sorted(per_module.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:HEAT_MODULES]
     peak_cell = max((max(c) for _, c in top), default=0)
     return {
@@ -463,8 +548,10 @@ def activity(hub: Any) -> dict[str, Any]:
         "peak": max(per_minute),
         "rate": last_minute,  # glints in the last minute
         "level": round(min(1.0, math.log10(1 + last_minute) / math.log10(1 + 3000)), 3),
-        "heat": [{"module": m, "total": sum(c), "cells": [_heat(n, peak_cell) for n in c], "counts": c}
-                 for m, c in top],
+        "heat": [
+            {"module": m, "total": sum(c), "cells": [_heat(n, peak_cell) for n in c], "counts": c}
+            for m, c in top
+        ],
         "window_minutes": WINDOW // 60,
         "heat_step": HEAT_STEP,
     }
@@ -485,6 +572,7 @@ def _minutes(m: float) -> str:
 
 # -- template helpers ------------------------------------------------------------------------------
 
+
 def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()  # Python 3.11 reads the trailing "Z"
 
@@ -504,7 +592,11 @@ def breath_timing(breath: dict[str, Any]) -> dict[str, Any]:
     """Where the breath is within its phase, as the server saw it when the state was taken: the
     first render and every swap start the glyph's animations at the right point, before any
     script runs; dashboard.js then keeps them in step with the server's clock."""
-    start, end, now = _ts(breath["phase_started_at"]), _ts(breath["phase_ends_at"]), _ts(breath["server_time"])
+    start, end, now = (
+        _ts(breath["phase_started_at"]),
+        _ts(breath["phase_ends_at"]),
+        _ts(breath["server_time"]),
+    )
     length = max(0.001, end - start)
     elapsed = min(length, max(0.0, now - start))
     reason = breath.get("phase_reason", "cycle")
@@ -512,8 +604,13 @@ def breath_timing(breath: dict[str, Any]) -> dict[str, Any]:
         upcoming = CYCLE[(CYCLE.index(breath["phase"]) + 1) % len(CYCLE)].replace("_", " ")
     else:
         upcoming = "the cycle"
-    return {"ms": int(length * 1000), "elapsed_ms": int(elapsed * 1000),
-            "progress": round(elapsed / length, 4), "left": countdown(end - now), "next": upcoming}
+    return {
+        "ms": int(length * 1000),
+        "elapsed_ms": int(elapsed * 1000),
+        "progress": round(elapsed / length, 4),
+        "left": countdown(end - now),
+        "next": upcoming,
+    }
 
 
 @bp.app_template_global()
@@ -523,7 +620,10 @@ def spark_path(values: list[int], width: float, height: float, peak: int) -> dic
         return {"line": "", "area": ""}
     top = max(peak, 1)
     step = width / max(1, len(values) - 1)
-    pts = [(round(i * step, 1), round(height - 2 - (v / top) * (height - 6), 1)) for i, v in enumerate(values)]
+    pts = [
+        (round(i * step, 1), round(height - 2 - (v / top) * (height - 6), 1))
+        for i, v in enumerate(values)
+    ]
     line = "M" + " L".join(f"{x},{y}" for x, y in pts)
     area = f"{line} L{pts[-1][0]},{height} L0,{height} Z"
     return {"line": line, "area": area}
@@ -544,7 +644,7 @@ def compact_json(value: Any, limit: int = 160) -> str:
 
 @bp.app_template_filter("ritual_name")
 def ritual_name(context: Any) -> str | None:
-    """The ritual that produced a glint, where its context says so (`"ritual": name` or `{name}`)."""
+    """The ritual that produced a glint, where its context says so (`"ritual": name`/`{name}`)."""
     if not isinstance(context, dict):
         return None
     ritual = context.get("ritual")
@@ -553,7 +653,12 @@ def ritual_name(context: Any) -> str | None:
     return ritual if isinstance(ritual, str) and ritual else None
 
 
-_STATUS_LABELS = {"ok": "ok", "error": "error", "deferred": "deferred", "skipped_cooldown": "cooldown"}
+_STATUS_LABELS = {
+    "ok": "ok",
+    "error": "error",
+    "deferred": "deferred",
+    "skipped_cooldown": "cooldown",
+}
 
 
 @bp.app_template_filter("run_status")
@@ -587,7 +692,11 @@ def run_summary(run: dict[str, Any]) -> str:
         return "caesura: waits for the next inhale"
     if status == "skipped_cooldown":
         until = str(result.get("cooldown_until") or "")
-        return f"matched in its cooldown (until {until[11:19]}): not run" if until else "matched in its cooldown: not run"
+        return (
+            f"matched in its cooldown (until {until[11:19]}): not run"
+            if until
+            else "matched in its cooldown: not run"
+        )
     if status == "error":
         return str(result.get("error") or "failed")
     try:
@@ -609,8 +718,10 @@ def _ok_summary(action: Any, r: dict[str, Any]) -> str:
             return f"nothing older than {days:g} days to archive"
         return f"archived {moved} glint{'s' if moved != 1 else ''} older than {days:g} days"
     if action == "throttle":
-        return (f"input paused at {round(100 * float(r.get('usage') or 0))}% usage; "
-                f"resumes below {round(100 * float(r.get('release_below') or 0))}%")
+        return (
+            f"input paused at {round(100 * float(r.get('usage') or 0))}% usage; "
+            f"resumes below {round(100 * float(r.get('release_below') or 0))}%"
+        )
     if action == "caesura":
         until = str(r.get("until") or "")
         return f"the hub rests until {until[11:19]}" if until else "the hub rests"
@@ -618,10 +729,15 @@ def _ok_summary(action: Any, r: dict[str, Any]) -> str:
         return f"emitted {r.get('module', 'a glint')}"
     if action == "webhook":
         attempts = r.get("attempts", 1)
-        return f"answered {r.get('status_code')} after {attempts} attempt{'s' if attempts != 1 else ''}"
+        plural = "s" if attempts != 1 else ""
+        return f"answered {r.get('status_code')} after {attempts} attempt{plural}"
     if action == "set_climate":
         until = str(r.get("until") or "")
-        return f"climate {r.get('climate')} until {until[11:16]}" if until else f"climate {r.get('climate')}"
+        return (
+            f"climate {r.get('climate')} until {until[11:16]}"
+            if until
+            else f"climate {r.get('climate')}"
+        )
     return compact_json(r)
 
 
@@ -642,5 +758,3 @@ def duration(ms: Any) -> str:
 @bp.app_context_processor
 def _constants() -> dict[str, Any]:
     return {"phases": PHASES, "cycle": CYCLE, "climates": CLIMATES}
-
-

@@ -12,17 +12,26 @@ from .common import error, source, spiral
 
 log = logging.getLogger(__name__)
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
-          429: "too_many_requests", 503: "unavailable"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
 
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(GlintError)
     def _glint_error(exc: GlintError):
         _count_rejection(exc.status)
-        response = error(exc.status, exc.error, exc.message,
-                         **({"details": exc.details} if exc.details else {}))
+        response = error(
+            exc.status, exc.error, exc.message, **({"details": exc.details} if exc.details else {})
+        )
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="spiral"'
         return response
@@ -46,7 +55,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return error(500, "internal_error", "the server failed to handle this request; it was logged")
+        return error(
+            500, "internal_error", "the server failed to handle this request; it was logged"
+        )
 
 
 def _count_rejection(status: int) -> None:

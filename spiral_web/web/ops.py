@@ -33,7 +33,9 @@ def healthz():
 def readyz():
     checks = spiral().ready()
     ok = all(checks.values())
-    return json_response({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+    return json_response(
+        {"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503
+    )
 
 
 @bp.record_once
@@ -62,19 +64,28 @@ class SpiralCollector:
         for phase in PHASES:
             glints.add_metric([phase], snap["by_phase"].get(phase, 0))
         yield glints
-        yield GaugeMetricFamily("spiral_listeners", "Subscribers connected to this process",
-                                value=self.hub.hub.listeners)
-        yield CounterMetricFamily("spiral_events_published", "Events published to the hub",
-                                  value=self.hub.hub.published_total)
-        dropped = CounterMetricFamily("spiral_subscribers_dropped", "Subscribers dropped, by reason",
-                                      labels=["reason"])
+        yield GaugeMetricFamily(
+            "spiral_listeners",
+            "Subscribers connected to this process",
+            value=self.hub.hub.listeners,
+        )
+        yield CounterMetricFamily(
+            "spiral_events_published",
+            "Events published to the hub",
+            value=self.hub.hub.published_total,
+        )
+        dropped = CounterMetricFamily(
+            "spiral_subscribers_dropped", "Subscribers dropped, by reason", labels=["reason"]
+        )
         dropped.add_metric(["lagging"], self.hub.hub.dropped_total)
         watch = self.extensions.get("spiral.write_watch")
         dropped.add_metric(["stalled"], watch.dropped if watch is not None else 0)
         yield dropped
         state = self.hub.breath.state()
         yield GaugeMetricFamily("spiral_usage", "Usage level 0..1", value=state.usage)
-        climate = GaugeMetricFamily("spiral_climate", "1 for the current climate", labels=["climate"])
+        climate = GaugeMetricFamily(
+            "spiral_climate", "1 for the current climate", labels=["climate"]
+        )
         for c in CLIMATES:
             climate.add_metric([c], 1.0 if state.climate == c else 0.0)
         yield climate
@@ -96,6 +107,6 @@ def move_clock():
     elif "set" in body:
         hub.clock.set(float(body["set"]))
     else:
-        raise GlintError(400, "bad_request", "send {\"advance\": seconds} or {\"set\": epoch seconds}")
+        raise GlintError(400, "bad_request", 'send {"advance": seconds} or {"set": epoch seconds}')
     state = hub.orchestrator.publish_breath()
     return json_response(state.to_dict())

@@ -44,13 +44,16 @@ def history():
     args = request.args
     ritual = args.get("ritual") or None
     if ritual is not None and not re.match(NAME_PATTERN, ritual):
-        raise GlintError(400, "invalid_query", "ritual must be a ritual name (lowercase, digits, '_')")
+        raise GlintError(
+            400, "invalid_query", "ritual must be a ritual name (lowercase, digits, '_')"
+        )
     status = args.get("status") or None
     if status is not None and status not in STATUSES:
         raise GlintError(400, "invalid_query", f"status must be one of {', '.join(STATUSES)}")
     limit = _int("limit", 50, 1, MAX_PAGE)
-    runs = spiral().store.runs(ritual=ritual, status=status, before_seq=_int("before_seq", None, 0, None),
-                               limit=limit)
+    runs = spiral().store.runs(
+        ritual=ritual, status=status, before_seq=_int("before_seq", None, 0, None), limit=limit
+    )
     body = b'{"runs":[' + b",".join(runs) + b'],"next_before_seq":'
     body += str(orjson.loads(runs[-1])["seq"]).encode() if len(runs) == limit else b"null"
     return json_response(body + b"}")
@@ -66,11 +69,17 @@ def invoke(name: str):
     if given.glint_id is not None:
         trigger = hub.store.get(given.glint_id)
         if trigger is None:
-            raise GlintError(422, "invalid_request", f"glint_id: no glint with id {given.glint_id!r}",
-                             [{"field": "glint_id", "problem": "no such glint"}])
+            raise GlintError(
+                422,
+                "invalid_request",
+                f"glint_id: no glint with id {given.glint_id!r}",
+                [{"field": "glint_id", "problem": "no such glint"}],
+            )
     run = hub.rituals.invoke(name, trigger)
     if run is None:
-        raise GlintError(503, "store_unavailable", "the ritual ran but its run could not be recorded")
+        raise GlintError(
+            503, "store_unavailable", "the ritual ran but its run could not be recorded"
+        )
     return json_response({"run": run})
 
 
@@ -84,8 +93,9 @@ def dry_run(name: str):
         try:
             rule = Rule(given.rule)
         except RuleError as exc:
-            raise GlintError(422, "invalid_rule", f"rule: {exc}",
-                             [{"field": "rule", "problem": str(exc)}]) from None
+            raise GlintError(
+                422, "invalid_rule", f"rule: {exc}", [{"field": "rule", "problem": str(exc)}]
+            ) from None
     return json_response(hub.rituals.dry_run(name, hub.store.query(limit=given.last), rule))
 
 
@@ -113,10 +123,14 @@ def _body(model: type[BaseModel]):
         errors = exc.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
             raise GlintError(400, "invalid_json", "the body is not valid JSON") from None
-        details = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
-                   for e in errors]
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
+            for e in errors
+        ]
         first = details[0]
-        raise GlintError(422, "invalid_request", f"{first['field']}: {first['problem']}", details) from None
+        raise GlintError(
+            422, "invalid_request", f"{first['field']}: {first['problem']}", details
+        ) from None
 
 
 def _int(name: str, default: int | None, lo: int, hi: int | None) -> int | None:

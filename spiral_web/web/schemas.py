@@ -37,11 +37,13 @@ class EmitAnswer(BaseModel):
 
 class GlintPage(BaseModel):
     glints: list[GlintOut]
-    next_before_seq: int | None = Field(description="Pass as before_seq to get the next (older) page")
+    next_before_seq: int | None = Field(
+        description="Pass as before_seq to get the next (older) page"
+    )
 
 
 class LineageNode(GlintOut):
-    children: list["LineageNode"] = []
+    children: list[LineageNode] = []
 
 
 class Lineage(BaseModel):
@@ -141,7 +143,9 @@ class RitualRun(BaseModel):
     result: dict[str, Any]
     duration_ms: float
     at: str
-    emitted_id: str | None = Field(description="The glint the run emitted (its parent is the trigger)")
+    emitted_id: str | None = Field(
+        description="The glint the run emitted (its parent is the trigger)"
+    )
     deferred_from: int | None = Field(None, description="The deferred run this one completes")
     coalesced: int | None = Field(None, description="Matches deferred into this one run")
 
@@ -154,8 +158,9 @@ class RunPage(BaseModel):
 class InvokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    glint_id: str | None = Field(None, max_length=128,
-                                 description="A stored glint to act on: the trigger and parent")
+    glint_id: str | None = Field(
+        None, max_length=128, description="A stored glint to act on: the trigger and parent"
+    )
 
 
 class InvokeOut(BaseModel):
@@ -166,8 +171,9 @@ class DryRunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     last: int = Field(100, ge=1, le=1000, description="How many of the latest glints to examine")
-    rule: str | None = Field(None, max_length=2000,
-                             description="Try this rule instead of the ritual's own")
+    rule: str | None = Field(
+        None, max_length=2000, description="Try this rule instead of the ritual's own"
+    )
 
 
 class DryRunMatch(BaseModel):

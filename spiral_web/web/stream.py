@@ -9,7 +9,8 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request
@@ -42,8 +43,9 @@ def stream():
     resume = last_event_id(request.headers.get("Last-Event-ID"), request.args.get("lastEventId"))
     sub = hub.hub.subscribe(filters)  # before reading history, so nothing falls between the two
     breath = hub.orchestrator.breath.state().to_dict()
-    feed = listener_feed(sub, hub.store, resume, filters, hub.config.heartbeat_seconds,
-                         hub.config.replay_limit)
+    feed = listener_feed(
+        sub, hub.store, resume, filters, hub.config.heartbeat_seconds, hub.config.replay_limit
+    )
     greeting = b"retry: %d\n\n" % hub.config.retry_ms + sse_frame("breath", orjson.dumps(breath))
     body = sse_events(feed, frame=lambda e: e.sse, greeting=greeting)
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
@@ -51,8 +53,9 @@ def stream():
     return response
 
 
-def sse_events(feed: Iterator[list[Event] | None], frame: Callable[[Event], bytes],
-               greeting: bytes) -> Iterator[bytes]:
+def sse_events(
+    feed: Iterator[list[Event] | None], frame: Callable[[Event], bytes], greeting: bytes
+) -> Iterator[bytes]:
     """An SSE body: the greeting, then each batch of the listener's feed in one write.
 
     Takes plain arguments (no request): it runs after the view has returned."""
@@ -66,6 +69,7 @@ def sse_events(feed: Iterator[list[Event] | None], frame: Callable[[Event], byte
 
 # -- stalled readers ------------------------------------------------------------------------------
 
+
 @bp.after_app_request
 def _watch_writes(response: Response) -> Response:
     """Put every event stream served by gunicorn under the write watch (see WriteWatch)."""
@@ -75,7 +79,8 @@ def _watch_writes(response: Response) -> Response:
         watch = app.extensions.get("spiral.write_watch")
         if watch is None:
             watch = app.extensions["spiral.write_watch"] = WriteWatch(
-                app.extensions["spiral"].config.send_timeout)
+                app.extensions["spiral"].config.send_timeout
+            )
         _tcp_user_timeout(sock, watch.timeout)
         response.response = watch.wrap(response.response, sock)  # type: ignore[arg-type]
     return response
@@ -121,8 +126,9 @@ class WriteWatch:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="spiral-write-watch",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="spiral-write-watch", daemon=True
+                )
                 self._thread.start()
 
     def _run(self) -> None:
@@ -130,16 +136,20 @@ class WriteWatch:
             time.sleep(self.timeout / 4)
             now = time.monotonic()
             with self._lock:
-                stalled = [(k, s) for k, (at, s) in self._writing.items()
-                           if now - at > self.timeout]
+                stalled = [
+                    (k, s) for k, (at, s) in self._writing.items() if now - at > self.timeout
+                ]
                 for key, _ in stalled:
                     del self._writing[key]
             for _, sock in stalled:
                 self.dropped += 1
                 _reset(sock)
             if stalled:
-                log.info("dropped %d stream(s) whose reader stopped reading for %g s",
-                         len(stalled), self.timeout)
+                log.info(
+                    "dropped %d stream(s) whose reader stopped reading for %g s",
+                    len(stalled),
+                    self.timeout,
+                )
 
 
 def _reset(sock: Any) -> None:

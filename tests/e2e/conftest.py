@@ -12,10 +12,16 @@ import pytest
 from ..support import ServerProcess
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
-ARTIFACTS = Path(os.environ.get("SPIRAL_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+ARTIFACTS = Path(
+    os.environ.get("SPIRAL_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
 
 
 def _chromium() -> str:
@@ -42,7 +48,10 @@ def page(browser, request):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("dialog", lambda dialog: errors.append(f"dialog opened: {dialog.message}") or dialog.dismiss())
+    page.on(
+        "dialog",
+        lambda dialog: errors.append(f"dialog opened: {dialog.message}") or dialog.dismiss(),
+    )
     page.js_errors = errors  # type: ignore[attr-defined]
     yield page
     failed = getattr(request.node, "rep_call", None)

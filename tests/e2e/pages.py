@@ -82,7 +82,8 @@ class Dashboard:
 
     def ritual_state(self, name: str):
         return self.page.locator("#ritual-states .rstate").filter(
-            has=self.page.locator(".rname", has_text=re.compile(rf"^{re.escape(name)}$")))
+            has=self.page.locator(".rname", has_text=re.compile(rf"^{re.escape(name)}$"))
+        )
 
     def invoke(self, name: str) -> None:
         self.open_controls()
@@ -96,11 +97,16 @@ class Dashboard:
         self.page.fill("#emit-module", module)
         self.page.select_option("#emit-phase", phase)
         self.page.fill("#emit-context", context)
-        # Wait for the answer and its swap: a next emit must not type into a form about to be replaced.
-        with self.page.expect_response(lambda r: r.request.method == "POST" and "/dashboard/emit" in r.url):
+        # Wait for the answer and its swap: a next emit must not type into a form about to be
+        # replaced.
+        with self.page.expect_response(
+            lambda r: r.request.method == "POST" and "/dashboard/emit" in r.url
+        ):
             self.page.click("#emit-form button[type=submit]")
         self.page.wait_for_function(
-            "() => !document.querySelector('#emit-form')?.closest('.htmx-request, [aria-busy=true]')")
+            "() => !document.querySelector('#emit-form')"
+            "?.closest('.htmx-request, [aria-busy=true]')"
+        )
 
     # -- pictures ------------------------------------------------------------------------------
     def screenshot(self, name: str, full_page: bool = False) -> None:

@@ -16,7 +16,7 @@ from ..support import ServerProcess, free_port
 from .conftest import ARTIFACTS
 from .pages import Dashboard, has_class
 
-HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 
 def post(server, **glint) -> dict:
@@ -41,7 +41,8 @@ def to_phase_end(server) -> dict:
     return advance(server, ends - now + 0.01)
 
 
-# -- first render and live updates ------------------------------------------------------------------
+# -- first render and live updates -----------------------------------------------------------------
+
 
 def test_first_render_is_complete_without_javascript(live_server, browser):
     for i, module in enumerate(["breath.emitter", "memory.scroll", "shrine.system"]):
@@ -52,7 +53,9 @@ def test_first_render_is_complete_without_javascript(live_server, browser):
         page.goto(live_server.url + "/")
         expect(page.locator("#timeline > li")).to_have_count(3)
         expect(page.locator("#stat-total")).to_have_text("3")
-        expect(page.locator("#breath")).to_have_attribute("data-phase", breath(live_server)["phase"])
+        expect(page.locator("#breath")).to_have_attribute(
+            "data-phase", breath(live_server)["phase"]
+        )
         expect(page.locator("#countdown")).to_have_text(re.compile(r"^\d+(s|m \d\ds)$"))
         expect(page.locator("#stats-detail .bars li")).to_have_count(3)
         expect(page.locator(".heat-row:not(.heat-axis)")).to_have_count(3)
@@ -66,15 +69,23 @@ def test_first_render_is_complete_without_javascript(live_server, browser):
 def test_glints_and_statistics_arrive_live(live_server, page):
     board = Dashboard(page, live_server.url).open()
     expect(page.locator("#timeline-empty")).to_be_visible()
-    answers = [post(live_server, module=m, phase=p, context={"depth": "contemplative"})
-               for m, p in [("memory.scroll", "hold"), ("breath.emitter", "inhale"), ("memory.scroll", "exhale")]]
+    answers = [
+        post(live_server, module=m, phase=p, context={"depth": "contemplative"})
+        for m, p in [
+            ("memory.scroll", "hold"),
+            ("breath.emitter", "inhale"),
+            ("memory.scroll", "exhale"),
+        ]
+    ]
     for a in answers:
         expect(board.glint(a["seq"])).to_be_visible()
     assert board.shown_seqs() == [a["seq"] for a in reversed(answers)]
     expect(page.locator("#timeline-empty")).to_have_count(0)
     expect(page.locator("#stat-total")).to_have_text("3")
     # the panels that follow time as well as glints arrive within a second or so
-    expect(page.locator("#stats-detail .bars li").first).to_contain_text("memory.scroll", timeout=5000)
+    expect(page.locator("#stats-detail .bars li").first).to_contain_text(
+        "memory.scroll", timeout=5000
+    )
     expect(page.locator("#glow")).not_to_have_attribute("data-rate", "0", timeout=5000)
     assert page.js_errors == []
     board.screenshot("dashboard-live.png")
@@ -113,7 +124,9 @@ def test_glow_follows_the_climate(live_server, page):
 
     assert board.breath.get_attribute("data-climate") == "clear"
     calm = glow_color()
-    resp = requests.post(live_server.url + "/api/admin/climate", json={"climate": "suspicious", "seconds": 120})
+    resp = requests.post(
+        live_server.url + "/api/admin/climate", json={"climate": "suspicious", "seconds": 120}
+    )
     assert resp.status_code == 200 and resp.json()["status"] == "climate_set"
     expect(board.breath).to_have_attribute("data-climate", "suspicious")
     expect(page.locator("#climate-name")).to_contain_text("suspicious")
@@ -131,7 +144,8 @@ def test_glow_follows_the_climate(live_server, page):
     expect(board.breath).to_have_attribute("data-climate", "clear")
 
 
-# -- the timeline -----------------------------------------------------------------------------------
+# -- the timeline ----------------------------------------------------------------------------------
+
 
 def test_filters_narrow_the_timeline_and_its_live_feed(live_server, page):
     post(live_server, module="memory.scroll", phase="return")
@@ -182,7 +196,12 @@ def test_pause_holds_new_glints_and_resume_loses_none(live_server, page):
 
     # Scrolling away from the top pauses too; coming back resumes.
     with ThreadPoolExecutor(8) as pool:
-        more = sorted(pool.map(lambda i: post(live_server, module="agent.listener", context={"i": i})["seq"], range(40)))
+        more = sorted(
+            pool.map(
+                lambda i: post(live_server, module="agent.listener", context={"i": i})["seq"],
+                range(40),
+            )
+        )
     expect(board.glint(more[-1])).to_be_visible()
     page.locator("#timeline-body").evaluate("b => { b.scrollTop = 400; }")
     expect(board.pause_button).to_have_attribute("data-state", "paused")
@@ -199,7 +218,12 @@ def test_pause_holds_new_glints_and_resume_loses_none(live_server, page):
 def test_busy_hub_keeps_the_page_bounded_and_in_order(live_server, page):
     board = Dashboard(page, live_server.url).open()
     with ThreadPoolExecutor(8) as pool:
-        seqs = list(pool.map(lambda i: post(live_server, module=f"load.m{i % 7}", context={"i": i})["seq"], range(260)))
+        seqs = list(
+            pool.map(
+                lambda i: post(live_server, module=f"load.m{i % 7}", context={"i": i})["seq"],
+                range(260),
+            )
+        )
     expect(board.glint(max(seqs))).to_be_visible(timeout=15_000)
     expect(page.locator("#stat-total")).to_have_text("260", timeout=10_000)
     shown = board.shown_seqs()
@@ -213,14 +237,29 @@ def test_busy_hub_keeps_the_page_bounded_and_in_order(live_server, page):
     assert page.js_errors == []
 
 
-# -- a glint and its lineage ------------------------------------------------------------------------
+# -- a glint and its lineage -----------------------------------------------------------------------
+
 
 def test_a_glint_opens_with_its_context_and_lineage(live_server, page):
-    root = post(live_server, module="memory.scroll", phase="inhale", context={"intention": "morning_emergence"})
-    child = post(live_server, module="ritual.archival", parent_id=root["id"],
-                 context={"ritual": "archival", "moved": 12, "note": HOSTILE})
+    root = post(
+        live_server,
+        module="memory.scroll",
+        phase="inhale",
+        context={"intention": "morning_emergence"},
+    )
+    child = post(
+        live_server,
+        module="ritual.archival",
+        parent_id=root["id"],
+        context={"ritual": "archival", "moved": 12, "note": HOSTILE},
+    )
     post(live_server, module="agent.scribe", parent_id=child["id"], context={"wrote": "summary"})
-    post(live_server, module="agent.listener", parent_id=child["id"], context={"ritual": {"name": "watcher"}})
+    post(
+        live_server,
+        module="agent.listener",
+        parent_id=child["id"],
+        context={"ritual": {"name": "watcher"}},
+    )
     board = Dashboard(page, live_server.url).open()
     expect(board.glint(child["seq"]).locator(".tag.ritual")).to_have_text("⟲ archival")
 
@@ -234,7 +273,9 @@ def test_a_glint_opens_with_its_context_and_lineage(live_server, page):
     expect(detail.locator(".self > .node")).to_have_attribute("aria-current", "true")
     tree = detail.locator(".self .tree > li > .node")
     expect(tree).to_have_count(2)
-    expect(tree.filter(has_text="agent.listener").locator(".tag.ritual")).to_have_text("via watcher")
+    expect(tree.filter(has_text="agent.listener").locator(".tag.ritual")).to_have_text(
+        "via watcher"
+    )
     expect(detail.locator(".detail-facts")).to_contain_text("the archival ritual")
     board.screenshot("dashboard-lineage.png")
 
@@ -265,7 +306,8 @@ def test_hostile_text_is_shown_as_text(live_server, page):
     assert page.js_errors == []
 
 
-# -- forms ------------------------------------------------------------------------------------------
+# -- forms -----------------------------------------------------------------------------------------
+
 
 def test_emit_form_shows_server_errors_inline_and_emits(live_server, page):
     board = Dashboard(page, live_server.url).open()
@@ -321,16 +363,31 @@ def test_admin_api_answers_json_and_refuses_bad_input(live_server):
     assert ok.status_code == 200
     body = ok.json()
     assert body["status"] == "phase_set" and body["breath"]["phase"] == "hold"
-    assert body["breath"]["phase_reason"] == "override" and body["until"] == body["breath"]["phase_ends_at"]
+    assert (
+        body["breath"]["phase_reason"] == "override"
+        and body["until"] == body["breath"]["phase_ends_at"]
+    )
     released = requests.post(url + "/phase", json={"phase": None}).json()
     assert released["status"] == "phase_released" and released["until"] is None
     for resp, status, code in [
         (requests.post(url + "/phase", json={"phase": "dusk"}), 422, "invalid_override"),
-        (requests.post(url + "/phase", json={"phase": "hold", "seconds": 0}), 422, "invalid_override"),
+        (
+            requests.post(url + "/phase", json={"phase": "hold", "seconds": 0}),
+            422,
+            "invalid_override",
+        ),
         (requests.post(url + "/climate", json={"climate": "stormy"}), 422, "invalid_override"),
-        (requests.post(url + "/climate", json={"climate": "clear", "colour": "red"}), 422, "invalid_override"),
+        (
+            requests.post(url + "/climate", json={"climate": "clear", "colour": "red"}),
+            422,
+            "invalid_override",
+        ),
         (requests.post(url + "/climate", json={}), 422, "invalid_override"),
-        (requests.post(url + "/climate", data="{", headers={"Content-Type": "application/json"}), 400, "invalid_json"),
+        (
+            requests.post(url + "/climate", data="{", headers={"Content-Type": "application/json"}),
+            400,
+            "invalid_json",
+        ),
         (requests.post(url + "/climate", data="climate=clear"), 415, "unsupported_media_type"),
     ]:
         assert resp.status_code == status, resp.text
@@ -339,13 +396,19 @@ def test_admin_api_answers_json_and_refuses_bad_input(live_server):
 
 
 def test_admin_token_guards_the_api_and_the_controls(tmp_path, page):
-    server = ServerProcess(tmp_path / "guarded", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_ADMIN_TOKEN": "s3cret"}).start()
+    server = ServerProcess(
+        tmp_path / "guarded", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_ADMIN_TOKEN": "s3cret"}
+    ).start()
     try:
         url = server.url + "/api/admin/climate"
         assert requests.post(url, json={"climate": "unsettled"}).status_code == 401
-        wrong = requests.post(url, json={"climate": "unsettled"}, headers={"Authorization": "Bearer nope"})
+        wrong = requests.post(
+            url, json={"climate": "unsettled"}, headers={"Authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 403 and wrong.json()["error"] == "forbidden"
-        right = requests.post(url, json={"climate": None}, headers={"Authorization": "Bearer s3cret"})
+        right = requests.post(
+            url, json={"climate": None}, headers={"Authorization": "Bearer s3cret"}
+        )
         assert right.status_code == 200
 
         board = Dashboard(page, server.url).open()
@@ -363,22 +426,31 @@ def test_admin_token_guards_the_api_and_the_controls(tmp_path, page):
         expect(board.runs.and_(page.locator("[data-ritual=archival]"))).to_have_count(0)
         page.fill("#admin-token", "s3cret")
         board.invoke("archival")
-        expect(board.invoke_result("archival")).to_contain_text("nothing older than 7 days to archive")
+        expect(board.invoke_result("archival")).to_contain_text(
+            "nothing older than 7 days to archive"
+        )
         expect(board.runs.first).to_have_attribute("data-ritual", "archival")
     finally:
         page.context.close()  # its open stream and idle connections would hold a graceful stop
         server.kill()
 
 
-# -- the connection ---------------------------------------------------------------------------------
+# -- the connection --------------------------------------------------------------------------------
+
 
 def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_server, page):
     resumes: list[str | None] = []
-    page.on("request", lambda r: resumes.append(r.headers.get("last-event-id"))
-            if "/dashboard/stream" in r.url else None)
+    page.on(
+        "request",
+        lambda r: (
+            resumes.append(r.headers.get("last-event-id")) if "/dashboard/stream" in r.url else None
+        ),
+    )
     before = [post(live_server, module="breath.emitter", context={"n": i})["seq"] for i in range(2)]
     board = Dashboard(page, live_server.url).open()
-    before.append(post(live_server, module="breath.emitter")["seq"])  # seen live: its id is the resume point
+    before.append(
+        post(live_server, module="breath.emitter")["seq"]
+    )  # seen live: its id is the resume point
     expect(board.glint(before[-1])).to_be_visible()
 
     # 1. The server dies and comes back (same port, same data); meanwhile glints are stored that
@@ -408,7 +480,12 @@ def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_serv
     #    instead of replaying everything; the page still shows the newest rows without a gap.
     hide(page, True)
     with ThreadPoolExecutor(8) as pool:
-        lots = list(pool.map(lambda i: post(live_server, module="sensor.garden", context={"i": i})["seq"], range(230)))
+        lots = list(
+            pool.map(
+                lambda i: post(live_server, module="sensor.garden", context={"i": i})["seq"],
+                range(230),
+            )
+        )
     hide(page, False)
     expect(board.glint(max(lots))).to_be_visible(timeout=10_000)
     seqs = board.shown_seqs()
@@ -419,16 +496,23 @@ def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_serv
 
 def hide(page, hidden: bool) -> None:
     """Tell the page it went to the background (or came back), as a browser does with a tab."""
-    page.evaluate("""hidden => {
+    page.evaluate(
+        """hidden => {
         Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
         document.dispatchEvent(new Event('visibilitychange'));
-    }""", hidden)
+    }""",
+        hidden,
+    )
 
 
 def test_phone_layout_fits_and_stays_usable(live_server, browser):
     for i in range(6):
-        post(live_server, module=random.choice(["breath.emitter", "memory.scroll"]), context={"i": i})
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+        post(
+            live_server, module=random.choice(["breath.emitter", "memory.scroll"]), context={"i": i}
+        )
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+    )
     try:
         page = context.new_page()
         board = Dashboard(page, live_server.url).open()
@@ -448,8 +532,15 @@ def test_phone_layout_fits_and_stays_usable(live_server, browser):
 
 # -- the picture for the README -------------------------------------------------------------------
 
-MODULES = ["breath.emitter", "memory.scroll", "shrine.system", "agent.listener", "sensor.garden",
-           "agent.scribe", "memory.index"]
+MODULES = [
+    "breath.emitter",
+    "memory.scroll",
+    "shrine.system",
+    "agent.listener",
+    "sensor.garden",
+    "agent.scribe",
+    "memory.index",
+]
 
 
 # Rituals for the picture: one answers every inhale, one watches the garden and calls a webhook
@@ -478,17 +569,28 @@ def test_screenshot_of_a_living_hub(tmp_path, browser, size):
     """Ten minutes of traffic on the fake clock, then the picture the README shows."""
     config = tmp_path / "spiral.toml"
     config.write_text(PICTURE_RITUALS.format(port=free_port()))
-    live_server = ServerProcess(tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}).start()
+    live_server = ServerProcess(
+        tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}
+    ).start()
     rng = random.Random(11)
     session = requests.Session()
     ids: list[str] = []
     for step in range(60):
         for _ in range(int(3 + 5 * (1 + math.sin(step / 6))) + rng.randint(0, 3)):
-            body = {"module": rng.choices(MODULES, [8, 4, 3, 5, 6, 2, 2])[0],
-                    "context": rng.choice([{"intention": rng.choice(["morning_emergence", "quiet_focus"])},
-                                           {"depth": rng.choice(["contemplative", "surface"]), "pages": rng.randint(1, 40)},
-                                           {"soil_moisture": round(rng.uniform(0.2, 0.6), 3)},
-                                           {"heard": rng.choice(["footsteps", "a bell", "rain"])}])}
+            body = {
+                "module": rng.choices(MODULES, [8, 4, 3, 5, 6, 2, 2])[0],
+                "context": rng.choice(
+                    [
+                        {"intention": rng.choice(["morning_emergence", "quiet_focus"])},
+                        {
+                            "depth": rng.choice(["contemplative", "surface"]),
+                            "pages": rng.randint(1, 40),
+                        },
+                        {"soil_moisture": round(rng.uniform(0.2, 0.6), 3)},
+                        {"heard": rng.choice(["footsteps", "a bell", "rain"])},
+                    ]
+                ),
+            }
             if ids and rng.random() < 0.12:
                 body["parent_id"] = rng.choice(ids[-20:])
             resp = session.post(live_server.url + "/stream/glint", json=body, timeout=5)
@@ -503,9 +605,14 @@ def test_screenshot_of_a_living_hub(tmp_path, browser, size):
         page = context.new_page()
         board = Dashboard(page, live_server.url).open()
         expect(page.locator(".heat-row:not(.heat-axis)")).to_have_count(6)
-        expect(page.locator("#stat-listeners")).to_have_text("1")  # this page, counted by the next pulse
+        expect(page.locator("#stat-listeners")).to_have_text(
+            "1"
+        )  # this page, counted by the next pulse
         expect(board.runs.first).to_be_visible()
-        assert set(board.runs.evaluate_all("rows => rows.map(r => r.dataset.ritual)")) >= {"archival", "chime"}
+        assert set(board.runs.evaluate_all("rows => rows.map(r => r.dataset.ritual)")) >= {
+            "archival",
+            "chime",
+        }
         board.screenshot("dashboard.png")
     finally:
         context.close()

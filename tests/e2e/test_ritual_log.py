@@ -12,14 +12,20 @@ from ..support import ServerProcess, bell_and_hook_rituals, free_port
 from .pages import Dashboard, has_class
 from .test_dashboard import HOSTILE, post, to_phase_end
 
+
 @pytest.fixture
 def ritual_server(tmp_path):
     """A real server with the fake clock and two rituals from a TOML file; the failing `hook`
     carries hostile text where a configuration can: its description and its webhook's URL."""
     config = tmp_path / "spiral.toml"
-    config.write_text(bell_and_hook_rituals(
-        free_port(), "<b>tell ops</b> <script>window.__pwned = 4</script>", HOSTILE))
-    proc = ServerProcess(tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}).start()
+    config.write_text(
+        bell_and_hook_rituals(
+            free_port(), "<b>tell ops</b> <script>window.__pwned = 4</script>", HOSTILE
+        )
+    )
+    proc = ServerProcess(
+        tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}
+    ).start()
     yield proc
     proc.kill()
 
@@ -28,14 +34,18 @@ def test_runs_arrive_live_with_trigger_and_result_and_errors_show_as_errors(ritu
     board = Dashboard(page, ritual_server.url).open()
     expect(page.locator("#ritual-empty")).to_be_visible()
 
-    scroll = post(ritual_server, module="memory.scroll", phase="return", context={"depth": "contemplative"})
+    scroll = post(
+        ritual_server, module="memory.scroll", phase="return", context={"depth": "contemplative"}
+    )
     run = board.runs.first
     expect(run).to_have_attribute("data-ritual", "archival")
     expect(run.locator(".run-status")).to_have_text("ok")
     expect(run.locator(".run-trigger")).to_have_text(f"memory.scroll #{scroll['seq']}")
     expect(run.locator(".run-result")).to_have_text("nothing older than 7 days to archive")
     expect(page.locator("#ritual-empty")).to_be_hidden()
-    expect(board.ritual_state("archival").locator(".rnote.cooldown")).to_contain_text("cooling until")
+    expect(board.ritual_state("archival").locator(".rnote.cooldown")).to_contain_text(
+        "cooling until"
+    )
 
     # A failing ritual: an error run, its message in the row; hostile text in its result (the
     # URL) and in its trigger (the glint's context) is shown as text.
@@ -50,7 +60,10 @@ def test_runs_arrive_live_with_trigger_and_result_and_errors_show_as_errors(ritu
     expect(failed.locator(".run-json")).to_contain_text(HOSTILE.replace('"', '\\"'))
     expect(failed.locator(".run-facts")).to_contain_text("<script>window.__pwned = 1</script>")
     expect(failed.locator(".run-facts a")).to_have_text(f"hook.me #{hook['seq']}")
-    assert page.locator("#ritual-panel script, #ritual-panel img, #admin script, #admin b").count() == 0
+    assert (
+        page.locator("#ritual-panel script, #ritual-panel img, #admin script, #admin b").count()
+        == 0
+    )
     board.screenshot("dashboard-rituals.png")
 
     # The trigger opens in the glint sheet.
@@ -64,7 +77,10 @@ def test_runs_arrive_live_with_trigger_and_result_and_errors_show_as_errors(ritu
     board.expect_live()
     page.wait_for_timeout(300)
     expect(board.runs).to_have_count(2)
-    assert board.runs.evaluate_all("rows => rows.map(r => r.dataset.ritual)") == ["hook", "archival"]
+    assert board.runs.evaluate_all("rows => rows.map(r => r.dataset.ritual)") == [
+        "hook",
+        "archival",
+    ]
     assert page.evaluate("window.__pwned") is None
     assert page.js_errors == []
 
@@ -73,7 +89,9 @@ def test_an_admin_invokes_rituals_from_the_dashboard(ritual_server, page):
     board = Dashboard(page, ritual_server.url).open()
     other = Dashboard(page.context.new_page(), ritual_server.url).open()
     board.open_controls()
-    expect(page.locator("#invoke-hook-about")).to_have_text("<b>tell ops</b> <script>window.__pwned = 4</script>")
+    expect(page.locator("#invoke-hook-about")).to_have_text(
+        "<b>tell ops</b> <script>window.__pwned = 4</script>"
+    )
 
     board.invoke("bell")
     result = board.invoke_result("bell")
@@ -102,7 +120,10 @@ def test_an_admin_invokes_rituals_from_the_dashboard(ritual_server, page):
 def test_the_caesura_defers_a_ritual_until_inhale_and_says_so(live_server, page):
     board = Dashboard(page, live_server.url).open()
     url = live_server.url + "/api/admin/phase"
-    assert requests.post(url, json={"phase": "night_hold", "seconds": 600}, timeout=5).status_code == 200
+    assert (
+        requests.post(url, json={"phase": "night_hold", "seconds": 600}, timeout=5).status_code
+        == 200
+    )
     post(live_server, module="shrine.system")  # a glint in night_hold: the caesura is declared
     expect(board.runs.first).to_have_attribute("data-ritual", "caesura")
     expect(board.runs.first.locator(".run-result")).to_contain_text("the hub rests until")
@@ -111,7 +132,9 @@ def test_the_caesura_defers_a_ritual_until_inhale_and_says_so(live_server, page)
     expect(deferred).to_have_attribute("data-ritual", "archival")
     expect(deferred.locator(".run-status")).to_have_text("deferred")
     expect(deferred.locator(".run-result")).to_have_text("caesura: waits for the next inhale")
-    expect(board.ritual_state("archival").locator(".rnote.deferred")).to_have_text("waits for inhale")
+    expect(board.ritual_state("archival").locator(".rnote.deferred")).to_have_text(
+        "waits for inhale"
+    )
     board.screenshot("dashboard-caesura.png")
 
     requests.post(url, json={"phase": None}, timeout=5)
@@ -120,7 +143,8 @@ def test_the_caesura_defers_a_ritual_until_inhale_and_says_so(live_server, page)
     ran = board.runs.first
     expect(ran.locator(".run-status")).to_have_text("ok")
     expect(ran).to_have_attribute("data-ritual", "archival")
-    expect(ran.locator(".run-result")).to_have_text("after the caesura (1 match): nothing older than 7 days to archive")
+    expect(ran.locator(".run-result")).to_have_text(
+        "after the caesura (1 match): nothing older than 7 days to archive"
+    )
     expect(board.ritual_state("archival").locator(".rnote.deferred")).to_have_count(0)
     assert page.js_errors == []
-

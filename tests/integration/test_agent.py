@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -418,7 +418,7 @@ def test_memory_keeper_answers_scrolls_only_in_return(server, run_agent):
 
 def test_night_watch_acts_only_at_night(night_server, run_agent):
     url = night_server.url
-    noon = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc).timestamp()
+    noon = datetime(2030, 1, 1, 12, 0, tzinfo=UTC).timestamp()
     assert set_clock(url, noon)["phase"] != "night_hold"
     watch = run_agent("examples.night_watch:NightWatch", url)
     client_post(url, "memory.scroll", "by-day")

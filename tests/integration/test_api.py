@@ -29,12 +29,22 @@ def ids(resp) -> list[str]:
 
 # -- statistics --------------------------------------------------------------------------------
 
+
 def test_stats_count_by_phase_and_module(client, spiral, clock):
     clock.set(T0)
     empty = client.get("/api/stats").get_json()
-    assert subset(empty, {"total": 0, "by_phase": {}, "by_module": {}, "stream_sync": True,
-                          "listeners": 0, "last_seq": 0,
-                          "rates": {"per_second_10s": 0.0, "per_second_60s": 0.0}})
+    assert subset(
+        empty,
+        {
+            "total": 0,
+            "by_phase": {},
+            "by_module": {},
+            "stream_sync": True,
+            "listeners": 0,
+            "last_seq": 0,
+            "rates": {"per_second_10s": 0.0, "per_second_60s": 0.0},
+        },
+    )
     emit(client, "breath.emitter", "inhale")
     emit(client, "memory.echo", "hold")  # not memory.scroll: that in return starts a ritual
     emit(client, "memory.echo", "return")
@@ -61,8 +71,9 @@ def test_stats_survive_a_restart(app, tmp_path):
     emit(client, "memory.scroll", "hold")
     emit(client, "shrine.system", "return")
     app.extensions["spiral"].close()
-    again = create_app({"data_dir": str(tmp_path / "data"), "fake_clock": True,
-                        "start_ticker": False})
+    again = create_app(
+        {"data_dir": str(tmp_path / "data"), "fake_clock": True, "start_ticker": False}
+    )
     try:
         stats = again.test_client().get("/api/stats").get_json()
     finally:
@@ -73,13 +84,19 @@ def test_stats_survive_a_restart(app, tmp_path):
 
 # -- listing glints ----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def corpus(client, clock):
     """Six glints, one per minute from T0 (no memory.scroll in return: that starts a ritual)."""
     clock.set(T0)
-    rows = [("memory.echo", "return"), ("memory.echo", "hold"),
-            ("memory.deep.archive", "return"), ("memoryx.scroll", "return"),
-            ("breath.emitter", "inhale"), ("shrine.system", "exhale")]
+    rows = [
+        ("memory.echo", "return"),
+        ("memory.echo", "hold"),
+        ("memory.deep.archive", "return"),
+        ("memoryx.scroll", "return"),
+        ("breath.emitter", "inhale"),
+        ("shrine.system", "exhale"),
+    ]
     for i, (module, phase) in enumerate(rows, start=1):
         emit(client, module, phase, id=f"g{i}")
         clock.advance(60)
@@ -100,10 +117,16 @@ def corpus(client, clock):
         pytest.param("?module=memory.*&phase=return", ["g3", "g1"], id="module-and-phase"),
         pytest.param(f"?since={T0 + 120}", ["g6", "g5", "g4", "g3"], id="since-epoch"),
         pytest.param(f"?until={T0 + 120}", ["g2", "g1"], id="until-epoch-exclusive"),
-        pytest.param("?since=2027-01-15T08:01:00Z&until=2027-01-15T08:03:00Z", ["g3", "g2"],
-                     id="since-until-iso"),
-        pytest.param("?since=2027-01-15T09:01:00%2B01:00", ["g6", "g5", "g4", "g3", "g2"],
-                     id="since-iso-offset"),
+        pytest.param(
+            "?since=2027-01-15T08:01:00Z&until=2027-01-15T08:03:00Z",
+            ["g3", "g2"],
+            id="since-until-iso",
+        ),
+        pytest.param(
+            "?since=2027-01-15T09:01:00%2B01:00",
+            ["g6", "g5", "g4", "g3", "g2"],
+            id="since-iso-offset",
+        ),
         pytest.param("?limit=2", ["g6", "g5"], id="limit"),
         pytest.param("?before_seq=3", ["g2", "g1"], id="before-seq"),
     ],
@@ -158,6 +181,7 @@ def test_bad_query_parameters_answer_400(client, query, mentions):
 
 # -- one glint and its lineage -----------------------------------------------------------------
 
+
 def test_get_one_glint(client, clock):
     clock.set(T0)
     emit(client, "memory.scroll", "hold", id="one", context={"k": [1, 2]})
@@ -165,7 +189,11 @@ def test_get_one_glint(client, clock):
     assert resp.status_code == 200
     glint = resp.get_json()
     assert (glint["id"], glint["module"], glint["phase"], glint["context"]) == (
-        "one", "memory.scroll", "hold", {"k": [1, 2]})
+        "one",
+        "memory.scroll",
+        "hold",
+        {"k": [1, 2]},
+    )
     assert glint["received_at"] == iso(T0)
 
 
@@ -179,7 +207,7 @@ def test_get_unknown_glint_is_404(client):
 @pytest.fixture
 def family(client):
     """root ─┬─ child ── grandchild
-             └─ sibling                 (and an unrelated glint)"""
+    └─ sibling                 (and an unrelated glint)"""
     emit(client, id="root")
     emit(client, id="child", parent_id="root")
     emit(client, id="grandchild", parent_id="child")
@@ -214,14 +242,24 @@ def test_lineage_of_a_middle_glint_has_both(client, family):
 
 # -- breath ------------------------------------------------------------------------------------
 
+
 def test_breath_follows_the_fake_clock(client, clock):
     clock.set(T0)
     breath = client.get("/api/breath").get_json()
-    assert subset(breath, {
-        "phase": "inhale", "phase_started_at": iso(T0), "phase_ends_at": iso(T0 + 16),
-        "phase_reason": "cycle", "climate": "clear", "climate_reason": "traffic", "usage": 0.0,
-        "resting": False, "server_time": iso(T0),
-    })
+    assert subset(
+        breath,
+        {
+            "phase": "inhale",
+            "phase_started_at": iso(T0),
+            "phase_ends_at": iso(T0 + 16),
+            "phase_reason": "cycle",
+            "climate": "clear",
+            "climate_reason": "traffic",
+            "usage": 0.0,
+            "resting": False,
+            "server_time": iso(T0),
+        },
+    )
     for seconds, phase in [(16, "hold"), (8, "exhale"), (16, "return"), (8, "inhale")]:
         clock.advance(seconds)
         breath = client.get("/api/breath").get_json()
@@ -231,19 +269,30 @@ def test_breath_follows_the_fake_clock(client, clock):
 def test_breath_in_quiet_hours_rests(tmp_path):
     from spiral_web import create_app
 
-    app = create_app({"data_dir": str(tmp_path / "q"), "fake_clock": True, "start_ticker": False,
-                      "quiet_hours": "07:00-09:00", "quiet_tz": "UTC"})
+    app = create_app(
+        {
+            "data_dir": str(tmp_path / "q"),
+            "fake_clock": True,
+            "start_ticker": False,
+            "quiet_hours": "07:00-09:00",
+            "quiet_tz": "UTC",
+        }
+    )
     try:
         app.extensions["spiral"].clock.set(T0)  # 08:00 UTC
         breath = app.test_client().get("/api/breath").get_json()
     finally:
         app.extensions["spiral"].close()
     assert (breath["phase"], breath["phase_reason"], breath["resting"]) == (
-        "night_hold", "quiet_hours", True)
+        "night_hold",
+        "quiet_hours",
+        True,
+    )
     assert breath["phase_ends_at"] == "2027-01-15T09:00:00.000Z"
 
 
 # -- operations --------------------------------------------------------------------------------
+
 
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
@@ -298,6 +347,7 @@ def test_test_clock_endpoint_is_absent_without_a_fake_clock(tmp_path):
 
 # -- OpenAPI -----------------------------------------------------------------------------------
 
+
 def test_openapi_document_is_valid_3_1(client):
     resp = client.get("/api/openapi.json")
     assert resp.status_code == 200
@@ -310,8 +360,15 @@ def test_openapi_document_is_valid_3_1(client):
     assert glint_in["additionalProperties"] is False
     emit_op = doc["paths"]["/stream/glint"]["post"]
     assert emit_op["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/GlintIn"}
+        "$ref": "#/components/schemas/GlintIn"
+    }
     assert {"200", "201", "400", "413", "415", "422"} <= set(emit_op["responses"])
-    for path in ("/api/glints", "/api/glints/{glint_id}", "/api/glints/{glint_id}/lineage",
-                 "/api/stats", "/api/breath", "/stream"):
+    for path in (
+        "/api/glints",
+        "/api/glints/{glint_id}",
+        "/api/glints/{glint_id}/lineage",
+        "/api/stats",
+        "/api/breath",
+        "/stream",
+    ):
         assert path in doc["paths"]

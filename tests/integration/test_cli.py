@@ -19,8 +19,14 @@ ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
 
 
 def spiral(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "spiral_web.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=ENV, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "spiral_web.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        check=False,
+    )
 
 
 def test_demo_prints_the_seed_output_with_real_ids(server):
@@ -32,20 +38,25 @@ def test_demo_prints_the_seed_output_with_real_ids(server):
     assert "Status: glint_broadcast" in lines
     assert "Listeners: 1" in lines
     received = [line for line in lines if line.startswith("🔄 Stream received glint:")]
-    assert received == [f"🔄 Stream received glint: {module} | {phase}"
-                        for module, phase, _ in SEED_GLINTS]
+    assert received == [
+        f"🔄 Stream received glint: {module} | {phase}" for module, phase, _ in SEED_GLINTS
+    ]
     assert "Stream sync: True" in lines
     assert "Total glints: 6" in lines  # the endpoint test glint and the five
 
     test_id = next(line.split(": ", 1)[1] for line in lines if line.startswith("ID: test-"))
     emitted = [line.split(": ", 1)[1] for line in lines if line.startswith("Glint ID: ")]
-    echoed = [line.split(": ", 1)[1] for line in lines
-              if line.startswith("ID: ") and not line.startswith("ID: test-")]
+    echoed = [
+        line.split(": ", 1)[1]
+        for line in lines
+        if line.startswith("ID: ") and not line.startswith("ID: test-")
+    ]
     assert emitted == echoed and len(emitted) == 5
     stored = requests.get(f"{server.url}/api/glints", timeout=5).json()["glints"]
     assert [g["id"] for g in reversed(stored)] == [test_id, *emitted]
     assert [(g["module"], g["phase"]) for g in reversed(stored)][1:] == [
-        (module, phase) for module, phase, _ in SEED_GLINTS]
+        (module, phase) for module, phase, _ in SEED_GLINTS
+    ]
     contexts = [line for line in lines if line.startswith("Context: ")]
     assert contexts == [f"Context: {context}" for _, _, context in SEED_GLINTS]
 
@@ -65,21 +76,35 @@ def last_seq(url: str) -> int:
 
 def test_emit_prints_the_answer(shared, capsys):
     gid = f"cli-{uuid.uuid4().hex[:8]}"
-    done = spiral("emit", "memory.scroll", "--phase", "exhale", "--context", '{"k": [1, 2]}',
-                  "--id", gid, "--url", shared.url)
+    done = spiral(
+        "emit",
+        "memory.scroll",
+        "--phase",
+        "exhale",
+        "--context",
+        '{"k": [1, 2]}',
+        "--id",
+        gid,
+        "--url",
+        shared.url,
+    )
     assert done.returncode == 0, done.stderr
     answer = orjson.loads(done.stdout)
     assert (answer["status"], answer["id"]) == ("glint_broadcast", gid)
     assert answer["seq"] == last_seq(shared.url)
     glint = requests.get(f"{shared.url}/api/glints/{gid}", timeout=5).json()
-    assert (glint["module"], glint["phase"], glint["context"]) == ("memory.scroll", "exhale",
-                                                                  {"k": [1, 2]})
+    assert (glint["module"], glint["phase"], glint["context"]) == (
+        "memory.scroll",
+        "exhale",
+        {"k": [1, 2]},
+    )
 
     # the same command in-process (no interpreter start-up): --parent-id and a repeated id
     assert cli.main(["emit", "memory.scroll", "--parent-id", gid, "--url", shared.url]) == 0
     child = orjson.loads(capsys.readouterr().out)
-    assert requests.get(f"{shared.url}/api/glints/{child['id']}", timeout=5).json()[
-        "parent_id"] == gid
+    assert (
+        requests.get(f"{shared.url}/api/glints/{child['id']}", timeout=5).json()["parent_id"] == gid
+    )
     assert cli.main(["emit", "memory.scroll", "--id", gid, "--url", shared.url]) == 0
     assert orjson.loads(capsys.readouterr().out)["status"] == "glint_duplicate"
 
@@ -87,8 +112,9 @@ def test_emit_prints_the_answer(shared, capsys):
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
-        pytest.param(["a.b", "--context", "{nope"], 2, "--context must be a JSON object",
-                     id="bad-context"),
+        pytest.param(
+            ["a.b", "--context", "{nope"], 2, "--context must be a JSON object", id="bad-context"
+        ),
         pytest.param(["Bad Module"], 1, "refused: 422 invalid_glint: module:", id="refused"),
     ],
 )
@@ -103,13 +129,29 @@ def test_listen_prints_json_lines_and_stops_after_count(shared):
     requests.post(f"{shared.url}/stream/glint", json={"module": "memory.old"}, timeout=5)
     # resuming from now means nothing is missed even if the emits below beat the connection
     listener = subprocess.Popen(
-        [sys.executable, "-m", "spiral_web.cli", "listen", "--count", "1", "--module", "memory.*",
-         "--last-event-id", str(last_seq(shared.url)), "--url", shared.url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "spiral_web.cli",
+            "listen",
+            "--count",
+            "1",
+            "--module",
+            "memory.*",
+            "--last-event-id",
+            str(last_seq(shared.url)),
+            "--url",
+            shared.url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     try:
-        requests.post(f"{shared.url}/stream/glint", json={"module": "shrine.system"},
-                      timeout=5)  # filtered out
+        requests.post(
+            f"{shared.url}/stream/glint", json={"module": "shrine.system"}, timeout=5
+        )  # filtered out
         heard = spiral("emit", "memory.scroll", "--phase", "hold", "--url", shared.url)
         assert heard.returncode == 0, heard.stderr
         out, err = listener.communicate(timeout=30)
@@ -131,10 +173,13 @@ def test_listen_resumes_from_last_event_id(shared):
     ids = [f"r-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for gid in ids:
         requests.post(f"{shared.url}/stream/glint", json={"module": "a.b", "id": gid}, timeout=5)
-    done = spiral("listen", "--count", "2", "--last-event-id", str(start + 1), "--url", shared.url,
-                  timeout=30)
+    done = spiral(
+        "listen", "--count", "2", "--last-event-id", str(start + 1), "--url", shared.url, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     events = [orjson.loads(line) for line in done.stdout.splitlines()]
     glints = [e for e in events if e["event"] == "glint_emission"]
     assert [(g["id"], g["data"]["id"]) for g in glints] == [
-        (str(start + 2), ids[1]), (str(start + 3), ids[2])]
+        (str(start + 2), ids[1]),
+        (str(start + 3), ids[2]),
+    ]

@@ -19,8 +19,14 @@ HOSTILE_CONTEXT = {"note": SCRIPT, IMG: "key", "nested": [{"quote": "\"'&</pre>"
 @pytest.fixture
 def app(tmp_path):
     """As conftest's app, with a short heartbeat so the stream reader never blocks for long."""
-    app = create_app({"data_dir": str(tmp_path / "data"), "fake_clock": True, "start_ticker": False,
-                      "heartbeat_seconds": 0.1})
+    app = create_app(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "fake_clock": True,
+            "start_ticker": False,
+            "heartbeat_seconds": 0.1,
+        }
+    )
     yield app
     app.extensions["spiral"].close()
 
@@ -47,7 +53,7 @@ def emit(client, **payload) -> dict:
 
 
 def assert_never_raw(text: str) -> None:
-    for bad in (SCRIPT, IMG, "onerror=alert(1)>", "</pre>\""):
+    for bad in (SCRIPT, IMG, "onerror=alert(1)>", '</pre>"'):
         assert bad not in text
 
 
@@ -92,8 +98,9 @@ def test_hostile_context_is_escaped_on_the_page(client):
 
 
 def test_hostile_module_is_refused_and_echoed_escaped(client):
-    resp = client.post("/dashboard/emit", data={"module": SCRIPT, "context": ""},
-                       headers={"HX-Request": "true"})
+    resp = client.post(
+        "/dashboard/emit", data={"module": SCRIPT, "context": ""}, headers={"HX-Request": "true"}
+    )
     assert resp.status_code == 422
     assert_never_raw(resp.text)
     assert "&lt;script&gt;" in resp.text
@@ -103,10 +110,15 @@ def test_hostile_module_is_refused_and_echoed_escaped(client):
 @pytest.mark.parametrize(
     ("form", "field", "problem"),
     [
-        pytest.param({"module": "a.b", "context": "{not json"}, "context", "not valid JSON",
-                     id="context-bad-json"),
-        pytest.param({"module": "a.b", "context": "[1, 2]"}, "context", "",
-                     id="context-not-object"),
+        pytest.param(
+            {"module": "a.b", "context": "{not json"},
+            "context",
+            "not valid JSON",
+            id="context-bad-json",
+        ),
+        pytest.param(
+            {"module": "a.b", "context": "[1, 2]"}, "context", "", id="context-not-object"
+        ),
         pytest.param({"module": "Bad Module", "context": ""}, "module", "pattern", id="bad-module"),
         pytest.param({"module": "", "context": "{}"}, "module", "", id="empty-module"),
         pytest.param({"module": "a.b", "phase": "dusk"}, "phase", "", id="bad-phase"),
@@ -129,15 +141,19 @@ def test_emit_form_with_htmx_shows_errors_inline(client, form, field, problem):
 
 
 def test_emit_form_with_htmx_succeeds_with_a_notice(client):
-    resp = client.post("/dashboard/emit", headers={"HX-Request": "true"},
-                       data={"module": "memory.scroll", "phase": "hold", "context": '{"k": 1}'})
+    resp = client.post(
+        "/dashboard/emit",
+        headers={"HX-Request": "true"},
+        data={"module": "memory.scroll", "phase": "hold", "context": '{"k": 1}'},
+    )
     assert resp.status_code == 200
     assert resp.text.strip().startswith('<form id="emit-form"')
     assert 'class="notice ok"' in resp.text and "broadcast (seq 1)" in resp.text
     assert "field-error" not in resp.text
     glints = client.get("/api/glints").get_json()["glints"]
     assert [(g["module"], g["phase"], g["context"]) for g in glints] == [
-        ("memory.scroll", "hold", {"k": 1})]
+        ("memory.scroll", "hold", {"k": 1})
+    ]
 
 
 def test_emit_form_without_javascript(client):

@@ -17,6 +17,7 @@ T0 = 1_800_000_000.0  # an inhale starts here with the default breath
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
 
+
 @pytest.fixture
 def make_app(tmp_path):
     """create_app on a fake clock at T0 with the two rituals above; settings may be added."""
@@ -25,9 +26,16 @@ def make_app(tmp_path):
     def make(**settings):
         config = tmp_path / f"spiral{len(apps)}.toml"
         config.write_text(bell_and_hook_rituals(free_port(), SCRIPT, IMG))
-        app = create_app({"data_dir": str(tmp_path / f"data{len(apps)}"), "fake_clock": True,
-                          "start_ticker": False, "heartbeat_seconds": 0.1, "config_file": str(config),
-                          **settings})
+        app = create_app(
+            {
+                "data_dir": str(tmp_path / f"data{len(apps)}"),
+                "fake_clock": True,
+                "start_ticker": False,
+                "heartbeat_seconds": 0.1,
+                "config_file": str(config),
+                **settings,
+            }
+        )
         app.extensions["spiral"].clock.set(T0)
         apps.append(app)
         return app
@@ -38,7 +46,9 @@ def make_app(tmp_path):
 
 
 def emit(client, module: str, phase: str | None = None, **extra) -> dict:
-    resp = client.post("/stream/glint", json={"module": module, **({"phase": phase} if phase else {}), **extra})
+    resp = client.post(
+        "/stream/glint", json={"module": module, **({"phase": phase} if phase else {}), **extra}
+    )
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
 
@@ -50,11 +60,16 @@ def csrf(client) -> str:
     return found.group(1)
 
 
-def invoke(client, name: str, form: dict | None = None, headers: dict | None = None, htmx: bool = True):
+def invoke(
+    client, name: str, form: dict | None = None, headers: dict | None = None, htmx: bool = True
+):
     """Post the admin panel's form to a ritual's invoke route, as the page does."""
     data = {"csrf_token": csrf(client), **(form or {})}
-    return client.post(f"/dashboard/rituals/{name}/invoke", data=data,
-                       headers={**({"HX-Request": "true"} if htmx else {}), **(headers or {})})
+    return client.post(
+        f"/dashboard/rituals/{name}/invoke",
+        data=data,
+        headers={**({"HX-Request": "true"} if htmx else {}), **(headers or {})},
+    )
 
 
 def history(client) -> list[dict]:
@@ -63,7 +78,7 @@ def history(client) -> list[dict]:
 
 def log_rows(page: str) -> list[str]:
     """The runs in the page's ritual log, by id, in page order."""
-    log = page[page.index('id="ritual-log"'):page.index('id="ritual-empty"')]
+    log = page[page.index('id="ritual-log"') : page.index('id="ritual-empty"')]
     return re.findall(r'<li id="(run-\d+)"', log)
 
 
@@ -73,6 +88,7 @@ def assert_never_raw(text: str) -> None:
 
 
 # -- the first render ------------------------------------------------------------------------------
+
 
 def test_first_render_shows_the_ritual_log_from_the_store_newest_first(make_app):
     app = make_app()
@@ -86,18 +102,26 @@ def test_first_render_shows_the_ritual_log_from_the_store_newest_first(make_app)
 
     page = client.get("/").text
     assert log_rows(page) == [f"run-{runs[0]['seq']}", f"run-{runs[1]['seq']}"]
-    bell_row = page[page.index(f'id="run-{runs[0]["seq"]}"'):page.index(f'id="run-{runs[1]["seq"]}"')]
+    bell_row = page[
+        page.index(f'id="run-{runs[0]["seq"]}"') : page.index(f'id="run-{runs[1]["seq"]}"')
+    ]
     assert 'class="run status-ok"' in bell_row and 'data-ritual="bell"' in bell_row
     assert f"bell.tower #{bell['seq']}" in bell_row  # the trigger, by module and seq
     assert "emitted ritual.bell" in bell_row  # the result in a line
     assert f'href="/dashboard/glints/{runs[0]["emitted_id"]}"' in bell_row
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in bell_row  # the trigger's context, as text
-    archival_row = page[page.index(f'id="run-{runs[1]["seq"]}"'):]
+    archival_row = page[page.index(f'id="run-{runs[1]["seq"]}"') :]
     assert f"memory.scroll #{scroll['seq']}" in archival_row
     assert "nothing older than 7 days to archive" in archival_row
     # each ritual's state, and a control per ritual the API lists, posting to the form route
-    states = page[page.index('id="ritual-states"'):page.index("</ul>", page.index('id="ritual-states"'))]
-    assert re.search(r'class="rstate last-ok"[^>]*>\s*<span class="run-dot"[^>]*></span><span class="rname">bell', states)
+    states = page[
+        page.index('id="ritual-states"') : page.index("</ul>", page.index('id="ritual-states"'))
+    ]
+    assert re.search(
+        r'class="rstate last-ok"[^>]*>\s*<span class="run-dot"[^>]*></span>'
+        r'<span class="rname">bell',
+        states,
+    )
     assert "cooling until" in states  # archival's 60 s cooldown
     names = [r["name"] for r in client.get("/api/rituals").get_json()["rituals"]]
     assert names == ["archival", "throttle", "suspicion_watcher", "caesura", "bell", "hook"]
@@ -115,7 +139,7 @@ def test_a_failed_run_is_an_error_row_and_hostile_text_stays_text(make_app):
     [run] = history(client)
     assert run["status"] == "error" and IMG in run["result"]["url"]
     page = client.get("/").text
-    row = page[page.index(f'id="run-{run["seq"]}"'):page.index('id="ritual-empty"')]
+    row = page[page.index(f'id="run-{run["seq"]}"') : page.index('id="ritual-empty"')]
     assert 'class="run status-error"' in row and ">error</span>" in row
     assert "webhook failed after 1 attempt(s)" in row
     assert "&lt;img src=x onerror=alert(1)&gt;" in row
@@ -123,6 +147,7 @@ def test_a_failed_run_is_an_error_row_and_hostile_text_stays_text(make_app):
 
 
 # -- the form route --------------------------------------------------------------------------------
+
 
 def test_invoking_from_the_panel_runs_the_ritual_and_answers_the_panel_with_its_result(make_app):
     client = make_app().test_client()
@@ -132,7 +157,7 @@ def test_invoking_from_the_panel_runs_the_ritual_and_answers_the_panel_with_its_
     assert fragment.startswith('<section id="admin"') and fragment.endswith("</section>")
     [run] = history(client)
     assert (run["ritual"], run["status"], run["trigger_event"]) == ("bell", "ok", "invoke")
-    result = fragment[fragment.index('id="invoke-bell"'):fragment.index('id="invoke-hook"')]
+    result = fragment[fragment.index('id="invoke-bell"') : fragment.index('id="invoke-hook"')]
     assert 'class="ritual-result status-ok"' in result and f"run #{run['seq']}" in result
     assert "emitted ritual.bell" in result
     assert "<details open>" in fragment  # the panel stays open on its answer
@@ -160,7 +185,7 @@ def test_the_panel_refuses_without_the_admin_token(make_app, form, headers, stat
     client = make_app(admin_token="s3cret-admin-token").test_client()
     resp = invoke(client, "bell", form, headers)
     assert resp.status_code == status
-    result = resp.text[resp.text.index('id="invoke-bell"'):resp.text.index('id="invoke-hook"')]
+    result = resp.text[resp.text.index('id="invoke-bell"') : resp.text.index('id="invoke-hook"')]
     assert 'class="ritual-result status-error"' in result and problem in result
     assert 'id="admin-token"' in resp.text and 'aria-invalid="true"' in resp.text
     assert history(client) == []
@@ -177,8 +202,11 @@ def test_the_panel_refuses_without_the_admin_token(make_app, form, headers, stat
 def test_the_panel_refuses_a_post_that_did_not_come_from_the_dashboard(make_app, data, headers):
     client = make_app(admin_token="s3cret-admin-token").test_client()
     data = {"csrf_token": csrf(client)} if data is None else data
-    resp = client.post("/dashboard/rituals/bell/invoke", data={**data, "token": "s3cret-admin-token"},
-                       headers={"HX-Request": "true", **headers})
+    resp = client.post(
+        "/dashboard/rituals/bell/invoke",
+        data={**data, "token": "s3cret-admin-token"},
+        headers={"HX-Request": "true", **headers},
+    )
     assert resp.status_code == 403
     assert history(client) == []
 
@@ -200,7 +228,9 @@ def test_the_panel_invokes_with_the_admin_token(make_app, form, headers):
 def test_a_signed_in_admin_invokes_without_the_token_field(make_app):
     client = make_app(admin_token="s3cret-admin-token").test_client()
     assert 'id="admin-token"' in client.get("/").text
-    signed = client.post("/auth/sign-in", data={"csrf_token": csrf(client), "token": "s3cret-admin-token"})
+    signed = client.post(
+        "/auth/sign-in", data={"csrf_token": csrf(client), "token": "s3cret-admin-token"}
+    )
     assert signed.status_code == 303
     page = client.get("/").text
     assert 'id="admin-token"' not in page  # the session proves it
@@ -220,12 +250,15 @@ def test_an_unknown_ritual_is_refused_inline(make_app):
 
 # -- the stream ------------------------------------------------------------------------------------
 
+
 def test_a_run_streams_as_an_unnamed_message_with_the_first_renders_partial(make_app):
     client = make_app().test_client()
     stream = SSEReader(client.get("/dashboard/stream", buffered=False))
     try:
         trigger = emit(client, "bell.tower", context={"note": SCRIPT})
-        frames = stream.until(lambda f: any(fr.data.startswith('<hx-partial hx-target="#ritual-log"') for fr in f))
+        frames = stream.until(
+            lambda f: any(fr.data.startswith('<hx-partial hx-target="#ritual-log"') for fr in f)
+        )
     finally:
         stream.close()
     [run] = history(client)
@@ -248,7 +281,9 @@ def test_a_far_behind_stream_resets_the_log_with_the_newest_runs(make_app):
     [run] = history(client)
     stream = SSEReader(client.get("/dashboard/stream?lastEventId=1", buffered=False))
     try:
-        frames = stream.until(lambda f: any('hx-target="#ritual-log" hx-swap="innerHTML"' in fr.data for fr in f))
+        frames = stream.until(
+            lambda f: any('hx-target="#ritual-log" hx-swap="innerHTML"' in fr.data for fr in f)
+        )
     finally:
         stream.close()
     [reset] = [f for f in frames if 'hx-target="#ritual-log"' in f.data]

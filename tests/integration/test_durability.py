@@ -21,8 +21,11 @@ def poster(url: str, name: str, acked: list[str], stop: threading.Event, wake: t
             gid = f"dur-{name}-{n}"
             n += 1
             try:
-                resp = http.post(f"{url}/stream/glint", timeout=10,
-                                 json={"module": "durability.test", "id": gid, "context": {"n": n}})
+                resp = http.post(
+                    f"{url}/stream/glint",
+                    timeout=10,
+                    json={"module": "durability.test", "id": gid, "context": {"n": n}},
+                )
             except requests.RequestException:
                 return  # the crash: this post was in flight, unanswered
             if resp.status_code in (200, 201):
@@ -48,8 +51,10 @@ def test_acknowledged_glints_survive_sigkill(tmp_path):
     first = ServerProcess(data_dir, log_path=tmp_path / "first.log").start()
     acked: list[str] = []
     stop, wake = threading.Event(), threading.Event()
-    threads = [threading.Thread(target=poster, args=(first.url, str(i), acked, stop, wake))
-               for i in range(THREADS)]
+    threads = [
+        threading.Thread(target=poster, args=(first.url, str(i), acked, stop, wake))
+        for i in range(THREADS)
+    ]
     try:
         for t in threads:
             t.start()
@@ -80,12 +85,21 @@ def test_acknowledged_glints_survive_sigkill(tmp_path):
                 resp = http.get(f"{second.url}/api/glints/{gid}", timeout=10)
                 assert resp.status_code == 200 and resp.json()["id"] == gid
             # the idempotency key still holds after the crash: a retry is not stored again
-            retry = http.post(f"{second.url}/stream/glint", timeout=10,
-                              json={"module": "durability.test", "id": acked[0]})
+            retry = http.post(
+                f"{second.url}/stream/glint",
+                timeout=10,
+                json={"module": "durability.test", "id": acked[0]},
+            )
         assert retry.status_code == 200 and retry.json()["status"] == "glint_duplicate"
         assert requests.get(f"{second.url}/api/stats", timeout=10).json()["total"] == len(glints)
-        record("crash", posters=THREADS, acknowledged=len(acked),
-               acknowledged_found_once=len(set(acked) & set(stored_ids)), stored=len(stored_ids),
-               stored_unacknowledged=len(set(stored_ids) - set(acked)), lost=len(missing))
+        record(
+            "crash",
+            posters=THREADS,
+            acknowledged=len(acked),
+            acknowledged_found_once=len(set(acked) & set(stored_ids)),
+            stored=len(stored_ids),
+            stored_unacknowledged=len(set(stored_ids) - set(acked)),
+            lost=len(missing),
+        )
     finally:
         second.stop()

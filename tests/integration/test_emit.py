@@ -20,12 +20,23 @@ def stored(client) -> tuple[int, list[dict]]:
 def test_emit_answers_broadcast_with_id_seq_listeners(client, spiral):
     sub = spiral.hub.subscribe()  # one listener
     try:
-        resp = post(client, {"module": "breath.emitter", "phase": "inhale", "id": "test-123",
-                             "context": {"intention": "morning_emergence", "saturation": 0.1}})
+        resp = post(
+            client,
+            {
+                "module": "breath.emitter",
+                "phase": "inhale",
+                "id": "test-123",
+                "context": {"intention": "morning_emergence", "saturation": 0.1},
+            },
+        )
         assert resp.status_code == 201
         assert resp.mimetype == "application/json"
-        assert resp.get_json() == {"status": "glint_broadcast", "id": "test-123", "seq": 1,
-                                   "listeners": 1}
+        assert resp.get_json() == {
+            "status": "glint_broadcast",
+            "id": "test-123",
+            "seq": 1,
+            "listeners": 1,
+        }
         events = sub.wait(0)
     finally:
         sub.close()
@@ -39,9 +50,15 @@ def test_emit_stamps_the_glint(client, clock):
     gid = resp.get_json()["id"]
     glint = client.get(f"/api/glints/{gid}").get_json()
     assert glint == {
-        "id": gid, "seq": 1, "module": "memory.scroll", "phase": "inhale",  # the current phase
-        "context": {"a": 1}, "parent_id": None, "received_at": "2027-01-15T08:00:00.000Z",
-        "breath": {"phase": "inhale", "climate": "clear", "usage": 0.0}, "source": "127.0.0.1",
+        "id": gid,
+        "seq": 1,
+        "module": "memory.scroll",
+        "phase": "inhale",  # the current phase
+        "context": {"a": 1},
+        "parent_id": None,
+        "received_at": "2027-01-15T08:00:00.000Z",
+        "breath": {"phase": "inhale", "climate": "clear", "usage": 0.0},
+        "source": "127.0.0.1",
     }
 
 
@@ -52,38 +69,104 @@ def test_generated_ids_are_unique_and_seqs_increase(client):
 
 
 REFUSALS = [
-    pytest.param({"data": b"{not json", "content_type": "application/json"}, 400, "invalid_json",
-                 "JSON", id="invalid-json"),
-    pytest.param({"data": b"", "content_type": "application/json"}, 400, "invalid_json", "JSON",
-                 id="empty-body"),
-    pytest.param({"data": b'{"module": "a.b"}', "content_type": "text/plain"}, 415,
-                 "unsupported_media_type", "application/json", id="text-plain"),
-    pytest.param({"data": {"module": "a.b"}}, 415, "unsupported_media_type", "application/json",
-                 id="form-encoded"),
-    pytest.param({"data": b'{"module": "a.b"}'}, 415, "unsupported_media_type", "application/json",
-                 id="no-content-type"),
-    pytest.param({"data": b'{"module":"a.b","context":{"x":"' + b"x" * 20_000 + b'"}}',
-                  "content_type": "application/json"}, 413, "body_too_large", "16384",
-                 id="oversized-body"),
-    pytest.param({"json": {"module": "a.b", "phase": "dusk"}}, 422, "invalid_glint", "phase",
-                 id="unknown-phase"),
+    pytest.param(
+        {"data": b"{not json", "content_type": "application/json"},
+        400,
+        "invalid_json",
+        "JSON",
+        id="invalid-json",
+    ),
+    pytest.param(
+        {"data": b"", "content_type": "application/json"},
+        400,
+        "invalid_json",
+        "JSON",
+        id="empty-body",
+    ),
+    pytest.param(
+        {"data": b'{"module": "a.b"}', "content_type": "text/plain"},
+        415,
+        "unsupported_media_type",
+        "application/json",
+        id="text-plain",
+    ),
+    pytest.param(
+        {"data": {"module": "a.b"}},
+        415,
+        "unsupported_media_type",
+        "application/json",
+        id="form-encoded",
+    ),
+    pytest.param(
+        {"data": b'{"module": "a.b"}'},
+        415,
+        "unsupported_media_type",
+        "application/json",
+        id="no-content-type",
+    ),
+    pytest.param(
+        {
+            "data": b'{"module":"a.b","context":{"x":"' + b"x" * 20_000 + b'"}}',
+            "content_type": "application/json",
+        },
+        413,
+        "body_too_large",
+        "16384",
+        id="oversized-body",
+    ),
+    pytest.param(
+        {"json": {"module": "a.b", "phase": "dusk"}},
+        422,
+        "invalid_glint",
+        "phase",
+        id="unknown-phase",
+    ),
     pytest.param({"json": {"phase": "hold"}}, 422, "invalid_glint", "module", id="missing-module"),
-    pytest.param({"json": {"module": "Not A Module"}}, 422, "invalid_glint", "module",
-                 id="bad-module"),
-    pytest.param({"json": {"module": "a.b", "context": [1]}}, 422, "invalid_glint", "context",
-                 id="context-not-an-object"),
-    pytest.param({"json": {"module": "a.b", "context": {"x": "bell\x07"}}}, 422, "invalid_glint",
-                 "control", id="control-characters"),
-    pytest.param({"data": b'{"module":"a.b","context":{"n":NaN}}',
-                  "content_type": "application/json"}, 422, "invalid_glint", "context", id="nan"),
-    pytest.param({"data": b'{"module":"a.b","context":{"n":99999999999999999999999}}',
-                  "content_type": "application/json"}, 422, "invalid_glint", "context",
-                 id="huge-integer"),
-    pytest.param({"json": {"module": "a.b", "extra": True}}, 422, "invalid_glint", "extra",
-                 id="extra-field"),
+    pytest.param(
+        {"json": {"module": "Not A Module"}}, 422, "invalid_glint", "module", id="bad-module"
+    ),
+    pytest.param(
+        {"json": {"module": "a.b", "context": [1]}},
+        422,
+        "invalid_glint",
+        "context",
+        id="context-not-an-object",
+    ),
+    pytest.param(
+        {"json": {"module": "a.b", "context": {"x": "bell\x07"}}},
+        422,
+        "invalid_glint",
+        "control",
+        id="control-characters",
+    ),
+    pytest.param(
+        {"data": b'{"module":"a.b","context":{"n":NaN}}', "content_type": "application/json"},
+        422,
+        "invalid_glint",
+        "context",
+        id="nan",
+    ),
+    pytest.param(
+        {
+            "data": b'{"module":"a.b","context":{"n":99999999999999999999999}}',
+            "content_type": "application/json",
+        },
+        422,
+        "invalid_glint",
+        "context",
+        id="huge-integer",
+    ),
+    pytest.param(
+        {"json": {"module": "a.b", "extra": True}}, 422, "invalid_glint", "extra", id="extra-field"
+    ),
     pytest.param({"json": [{"module": "a.b"}]}, 422, "invalid_glint", "object", id="array-body"),
-    pytest.param({"json": {"module": "a.b", "parent_id": "nobody"}}, 422, "invalid_glint",
-                 "parent_id", id="unknown-parent"),
+    pytest.param(
+        {"json": {"module": "a.b", "parent_id": "nobody"}},
+        422,
+        "invalid_glint",
+        "parent_id",
+        id="unknown-parent",
+    ),
 ]
 
 
@@ -125,8 +208,12 @@ def test_a_repeated_id_is_stored_and_broadcast_once(client, spiral):
         sub.close()
     for resp in (again, different):
         assert resp.status_code == 200
-        assert resp.get_json() == {"status": "glint_duplicate", "id": "once", "seq": 1,
-                                   "listeners": 1}
+        assert resp.get_json() == {
+            "status": "glint_duplicate",
+            "id": "once",
+            "seq": 1,
+            "listeners": 1,
+        }
     assert published == []
     total, glints = stored(client)
     assert total == 1
@@ -146,7 +233,8 @@ def test_unknown_parent_names_the_field(client):
     assert resp.status_code == 422
     body = resp.get_json()
     assert body["details"] == [
-        {"field": "parent_id", "problem": "parent_id: no glint with id 'ghost'"}]
+        {"field": "parent_id", "problem": "parent_id: no glint with id 'ghost'"}
+    ]
     assert "ghost" in body["message"]
 
 

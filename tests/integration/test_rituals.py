@@ -57,8 +57,13 @@ def make_app(tmp_path):
     apps = []
 
     def make(toml: str | None = None, **settings):
-        config = {"data_dir": str(tmp_path / f"data{len(apps)}"), "fake_clock": True,
-                  "start_ticker": False, "heartbeat_seconds": 0.1, **settings}
+        config = {
+            "data_dir": str(tmp_path / f"data{len(apps)}"),
+            "fake_clock": True,
+            "start_ticker": False,
+            "heartbeat_seconds": 0.1,
+            **settings,
+        }
         if toml is not None:
             path = tmp_path / f"spiral{len(apps)}.toml"
             path.write_text(toml)
@@ -112,6 +117,7 @@ def ritual_state(client, name: str) -> dict:
 
 # -- throttle ------------------------------------------------------------------------------------
 
+
 def test_throttle_answers_429_with_retry_after_warns_once_and_recovers_below_release(make_app):
     app = make_app(capacity=1.0)  # 1 glint/s is full usage (over the 10 s usage window)
     client, clock = app.test_client(), app.extensions["spiral"].clock
@@ -127,8 +133,10 @@ def test_throttle_answers_429_with_retry_after_warns_once_and_recovers_below_rel
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "9"  # until usage (1.1 → 0.7 → 0.3) is below 0.6
     assert refused.get_json() == {
-        "error": "throttled", "retry_after": 9,
-        "message": "the hub is saturated (usage 1.00); input is paused until usage falls below 0.6"}
+        "error": "throttled",
+        "retry_after": 9,
+        "message": "the hub is saturated (usage 1.00); input is paused until usage falls below 0.6",
+    }
     breath = client.get("/api/breath").get_json()
     assert breath["throttled"] is True and breath["usage"] == 1.0
     assert post(client).status_code == 429  # still the same episode
@@ -144,7 +152,11 @@ def test_throttle_answers_429_with_retry_after_warns_once_and_recovers_below_rel
     [warning] = glints(client, "ritual.throttle")  # one warning for the whole episode
     assert warning["context"]["ritual"] == "throttle" and warning["context"]["usage"] == 0.9
     [run] = history(client, "throttle")
-    assert (run["status"], run["emitted_id"], run["trigger_event"]) == ("ok", warning["id"], "glint")
+    assert (run["status"], run["emitted_id"], run["trigger_event"]) == (
+        "ok",
+        warning["id"],
+        "glint",
+    )
     assert warning["parent_id"] == run["trigger_id"]
 
     for _ in range(6):  # usage 0.4 … 0.9: a second episode, a second warning
@@ -155,12 +167,14 @@ def test_throttle_answers_429_with_retry_after_warns_once_and_recovers_below_rel
 
 # -- suspicion watcher ---------------------------------------------------------------------------
 
+
 def test_a_burst_of_rejections_from_one_source_gets_it_blocked_and_the_other_not(make_app):
     app = make_app()
     client, clock = app.test_client(), app.extensions["spiral"].clock
     for _ in range(30):  # invalid JSON from one address
-        resp = client.post("/stream/glint", data=b"{nope", content_type="application/json",
-                           environ_base=BAD_SOURCE)
+        resp = client.post(
+            "/stream/glint", data=b"{nope", content_type="application/json", environ_base=BAD_SOURCE
+        )
         assert resp.status_code == 400
     assert client.get("/api/breath").get_json()["climate"] == "suspicious"
 
@@ -196,8 +210,9 @@ def test_the_watcher_also_runs_when_the_climate_turns_without_a_glint(make_app):
     client = app.test_client()
     move_clock(client, advance=0)  # the breath as it stands is published
     for _ in range(30):
-        client.post("/stream/glint", data=b"[", content_type="application/json",
-                    environ_base=BAD_SOURCE)
+        client.post(
+            "/stream/glint", data=b"[", content_type="application/json", environ_base=BAD_SOURCE
+        )
     move_clock(client, advance=0)  # the next publish (as the ticker does): climate_change
     [run] = history(client, "suspicion_watcher")
     assert run["trigger_event"] == "climate_change" and run["trigger_id"] is None
@@ -205,6 +220,7 @@ def test_the_watcher_also_runs_when_the_climate_turns_without_a_glint(make_app):
 
 
 # -- archival ------------------------------------------------------------------------------------
+
 
 def test_archival_moves_old_glints_to_the_archive_and_keeps_counts_and_lineage(make_app, tmp_path):
     app = make_app()
@@ -225,7 +241,10 @@ def test_archival_moves_old_glints_to_the_archive_and_keeps_counts_and_lineage(m
     assert child["parent_id"] == "scroll" and child["context"]["ritual"] == "archival"
     assert child["context"]["moved"] == 2
     assert [g["id"] for g in glints(client, path="/api/archive")] == ["old-root", "old-leaf"]
-    assert [g["id"] for g in glints(client, "old.*", path="/api/archive")] == ["old-root", "old-leaf"]
+    assert [g["id"] for g in glints(client, "old.*", path="/api/archive")] == [
+        "old-root",
+        "old-leaf",
+    ]
 
     after = client.get("/api/stats").get_json()
     assert after["total"] == before["total"] + 2  # the scroll and the archival glint
@@ -241,14 +260,27 @@ def test_archival_moves_old_glints_to_the_archive_and_keeps_counts_and_lineage(m
     emit(client, "new.leaf", parent_id="old-root")  # an archived parent is a parent
 
     [run] = history(client, "archival")
-    assert (run["status"], run["trigger_id"], run["emitted_id"]) == ("ok", scroll["id"], child["id"])
+    assert (run["status"], run["trigger_id"], run["emitted_id"]) == (
+        "ok",
+        scroll["id"],
+        child["id"],
+    )
     assert run["result"]["moved"] == 2
-    assert run["result"]["archived"] == {"by_module": {"old.leaf": 1, "old.root": 1},
-                                         "by_phase": {"inhale": 1, "hold": 1}}
-    assert run["result"]["since_last"]["total"] == 4 and run["result"]["since_last"]["since"] is None
+    assert run["result"]["archived"] == {
+        "by_module": {"old.leaf": 1, "old.root": 1},
+        "by_phase": {"inhale": 1, "hold": 1},
+    }
+    assert (
+        run["result"]["since_last"]["total"] == 4 and run["result"]["since_last"]["since"] is None
+    )
 
-    restarted = create_app({"data_dir": app.extensions["spiral"].config.data_dir, "fake_clock": True,
-                            "start_ticker": False})
+    restarted = create_app(
+        {
+            "data_dir": app.extensions["spiral"].config.data_dir,
+            "fake_clock": True,
+            "start_ticker": False,
+        }
+    )
     try:  # counts are seeded from hot store plus archive
         stats = restarted.test_client().get("/api/stats").get_json()
         assert (stats["total"], stats["by_module"]["old.root"]) == (after["total"] + 1, 1)
@@ -267,6 +299,7 @@ def test_archival_with_nothing_to_move_records_the_run_but_emits_no_glint(make_a
 
 
 # -- caesura -------------------------------------------------------------------------------------
+
 
 def test_caesura_rests_defers_archival_and_runs_it_at_the_next_inhale(make_app):
     app = make_app()
@@ -303,10 +336,15 @@ def test_invoking_the_caesura_starts_a_night_hold(make_app):
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["run"]["trigger_event"] == "invoke"
     breath = client.get("/api/breath").get_json()
-    assert (breath["phase"], breath["phase_reason"], breath["caesura"]) == ("night_hold", "override", True)
+    assert (breath["phase"], breath["phase_reason"], breath["caesura"]) == (
+        "night_hold",
+        "override",
+        True,
+    )
 
 
 # -- rituals from a TOML file --------------------------------------------------------------------
+
 
 def test_a_configured_ritual_fires_with_its_cooldown_and_phases(make_app):
     app = make_app(BELL_TOML)
@@ -367,6 +405,7 @@ def test_a_disabled_builtin_does_not_run(make_app):
 
 # -- webhooks ------------------------------------------------------------------------------------
 
+
 def test_a_webhook_whose_target_is_down_does_not_slow_ingest(make_app):
     port = free_port()  # nothing listens there
     app = make_app(f"""
@@ -390,7 +429,9 @@ backoff = 0.1
     runs = history(client, "hook")
     assert [r["status"] for r in runs] == ["error"] * 3
     assert runs[0]["result"]["attempts"] == 4
-    assert runs[0]["result"]["error"].startswith("webhook failed after 4 attempt(s): ConnectionError")
+    assert runs[0]["result"]["error"].startswith(
+        "webhook failed after 4 attempt(s): ConnectionError"
+    )
     assert runs[0]["duration_ms"] >= 700  # 0.1 + 0.2 + 0.4 s of backoff
 
 
@@ -427,7 +468,11 @@ url = "http://127.0.0.1:{server.server_port}/hook"
     assert payload["trigger"]["id"] == trigger["id"] and payload["trigger"]["context"] == {"n": 1}
     assert payload["breath"]["phase"] == "inhale"
     [run] = history(client, "hook")
-    assert (run["status"], run["result"]["status_code"], run["result"]["attempts"]) == ("ok", 204, 1)
+    assert (run["status"], run["result"]["status_code"], run["result"]["attempts"]) == (
+        "ok",
+        204,
+        1,
+    )
 
 
 # -- start-up errors -----------------------------------------------------------------------------
@@ -444,7 +489,9 @@ def test_a_bad_rule_stops_create_app_naming_file_ritual_and_problem(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text(BROKEN)
     with pytest.raises(ValueError) as caught:
-        create_app({"data_dir": str(tmp_path / "d"), "config_file": str(path), "start_ticker": False})
+        create_app(
+            {"data_dir": str(tmp_path / "d"), "config_file": str(path), "start_ticker": False}
+        )
     message = str(caught.value)
     assert message.startswith(f"{path}: ritual 'broken': rule 'module == \"a\" &&': ")
     assert "Syntax error" in message
@@ -455,10 +502,13 @@ def test_spiral_serve_reports_a_bad_ritual_as_a_configuration_error(tmp_path, ca
     path.write_text('[rituals.broken]\nrule = "true"\naction = "explode"\n')
     assert spiral_cli(["serve", "--config", str(path), "--data-dir", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"spiral: configuration error: {path}: ritual 'broken': action: must be one of")
+    assert err.startswith(
+        f"spiral: configuration error: {path}: ritual 'broken': action: must be one of"
+    )
 
 
 # -- the API -------------------------------------------------------------------------------------
+
 
 def test_list_rituals_shows_definitions_and_state(make_app):
     app = make_app()
@@ -467,9 +517,15 @@ def test_list_rituals_shows_definitions_and_state(make_app):
     archival = rituals[0]
     assert archival["action"] == "archive" and archival["params"] == {"retention_days": 7.0}
     assert archival["essential"] is False and archival["background"] is True
-    assert archival["state"] == {"last_run_at": None, "last_status": None, "last_seq": None,
-                                 "cooldown_until": None, "deferred": 0, "runs": 0,
-                                 "skipped_cooldown": 0}
+    assert archival["state"] == {
+        "last_run_at": None,
+        "last_status": None,
+        "last_seq": None,
+        "cooldown_until": None,
+        "deferred": 0,
+        "runs": 0,
+        "skipped_cooldown": 0,
+    }
 
 
 def test_invoke_needs_the_admin_token_when_one_is_set(make_app):
@@ -479,12 +535,19 @@ def test_invoke_needs_the_admin_token_when_one_is_set(make_app):
     wrong = client.post("/api/rituals/archival/invoke", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403
     scroll = emit(client, "memory.scroll", "hold")
-    ok = client.post("/api/rituals/archival/invoke", json={"glint_id": scroll["id"]},
-                     headers={"Authorization": "Bearer s3cret"})
+    ok = client.post(
+        "/api/rituals/archival/invoke",
+        json={"glint_id": scroll["id"]},
+        headers={"Authorization": "Bearer s3cret"},
+    )
     assert ok.status_code == 200, ok.get_json()
     run = ok.get_json()["run"]
     assert (run["ritual"], run["status"], run["trigger_event"], run["trigger_id"]) == (
-        "archival", "ok", "invoke", scroll["id"])
+        "archival",
+        "ok",
+        "invoke",
+        scroll["id"],
+    )
     assert history(client, "archival") == [run]
 
 
@@ -492,14 +555,30 @@ def test_invoke_needs_the_admin_token_when_one_is_set(make_app):
     ("path", "body", "status", "code"),
     [
         pytest.param("/api/rituals/nope/invoke", None, 404, "not_found", id="invoke-unknown"),
-        pytest.param("/api/rituals/archival/invoke", {"glint_id": "ghost"}, 422, "invalid_request",
-                     id="invoke-unknown-glint"),
-        pytest.param("/api/rituals/archival/invoke", {"colour": 1}, 422, "invalid_request",
-                     id="invoke-extra-field"),
-        pytest.param("/api/rituals/archival/dry-run", {"last": 0}, 422, "invalid_request",
-                     id="dry-run-last"),
-        pytest.param("/api/rituals/archival/dry-run", {"rule": "usage >"}, 422, "invalid_rule",
-                     id="dry-run-bad-rule"),
+        pytest.param(
+            "/api/rituals/archival/invoke",
+            {"glint_id": "ghost"},
+            422,
+            "invalid_request",
+            id="invoke-unknown-glint",
+        ),
+        pytest.param(
+            "/api/rituals/archival/invoke",
+            {"colour": 1},
+            422,
+            "invalid_request",
+            id="invoke-extra-field",
+        ),
+        pytest.param(
+            "/api/rituals/archival/dry-run", {"last": 0}, 422, "invalid_request", id="dry-run-last"
+        ),
+        pytest.param(
+            "/api/rituals/archival/dry-run",
+            {"rule": "usage >"},
+            422,
+            "invalid_rule",
+            id="dry-run-bad-rule",
+        ),
         pytest.param("/api/rituals/nope/dry-run", None, 404, "not_found", id="dry-run-unknown"),
     ],
 )
@@ -539,8 +618,9 @@ def test_dry_run_names_the_latest_glints_a_rule_would_match(make_app):
     own = client.post("/api/rituals/archival/dry-run", json={"last": 2}).get_json()
     assert (own["examined"], own["matched_count"]) == (2, 1)
     assert [m["id"] for m in own["matched"]] == ["m3"]
-    other = client.post("/api/rituals/archival/dry-run",
-                        json={"rule": 'phase == "hold" || id == "m1"'}).get_json()
+    other = client.post(
+        "/api/rituals/archival/dry-run", json={"rule": 'phase == "hold" || id == "m1"'}
+    ).get_json()
     assert [m["id"] for m in other["matched"]] == ["m2", "m1"]
     assert history(client) == before  # a dry run runs nothing and records nothing
 
@@ -562,13 +642,19 @@ def test_history_pages_and_filters(make_app):
 
 def test_the_openapi_document_describes_the_ritual_api(make_app):
     doc = make_app().test_client().get("/api/openapi.json").get_json()
-    for path in ("/api/rituals", "/api/rituals/history", "/api/rituals/{name}/invoke",
-                 "/api/rituals/{name}/dry-run", "/api/archive"):
+    for path in (
+        "/api/rituals",
+        "/api/rituals/history",
+        "/api/rituals/{name}/invoke",
+        "/api/rituals/{name}/dry-run",
+        "/api/archive",
+    ):
         assert path in doc["paths"]
     assert "Retry-After" in doc["paths"]["/stream/glint"]["post"]["responses"]["429"]["headers"]
 
 
 # -- the stream ----------------------------------------------------------------------------------
+
 
 def test_ritual_runs_stream_as_ritual_events_and_replay_in_order_with_glints(make_app):
     app = make_app(BELL_TOML)
@@ -578,8 +664,14 @@ def test_ritual_runs_stream_as_ritual_events_and_replay_in_order_with_glints(mak
     emit(client, "bell.tower")  # skipped for the cooldown: a run as well
     emit(client, "a.b")
     frames = live.until(lambda f: any(fr.id == "6" for fr in f))
-    in_order = [("glint_emission", 1), ("glint_emission", 2), ("ritual", 3),  # glint, child, run
-                ("glint_emission", 4), ("ritual", 5), ("glint_emission", 6)]  # glint, skip, glint
+    in_order = [
+        ("glint_emission", 1),
+        ("glint_emission", 2),
+        ("ritual", 3),  # glint, child, run
+        ("glint_emission", 4),
+        ("ritual", 5),
+        ("glint_emission", 6),
+    ]  # glint, skip, glint
     assert [(f.event, int(f.id)) for f in frames if f.id is not None] == in_order
     ritual = next(f for f in frames if f.event == "ritual")
     run = ritual.json()
@@ -596,8 +688,9 @@ def test_ritual_runs_stream_as_ritual_events_and_replay_in_order_with_glints(mak
 
     resumed = SSEReader(client.get("/stream?lastEventId=3", buffered=False))
     emit(client, "a.b", id="after")
-    got = resumed.until(lambda f: any(fr.event == "glint_emission" and fr.json()["id"] == "after"
-                                      for fr in f))
+    got = resumed.until(
+        lambda f: any(fr.event == "glint_emission" and fr.json()["id"] == "after" for fr in f)
+    )
     assert [int(f.id) for f in got if f.id is not None] == [4, 5, 6, 7]
     resumed.close()
 

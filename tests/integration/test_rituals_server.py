@@ -91,7 +91,8 @@ backoff = 0.2
             assert int(resp.headers["Retry-After"]) >= 1
             assert http.get(server.url + "/api/breath", timeout=5).json()["throttled"] is True
             _, _, warning = tap.wait_for(
-                lambda e: e[0] == "glint_emission" and e[2]["module"] == "ritual.throttle")
+                lambda e: e[0] == "glint_emission" and e[2]["module"] == "ritual.throttle"
+            )
             assert warning["context"]["ritual"] == "throttle"
     finally:
         tap.close()

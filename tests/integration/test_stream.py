@@ -17,8 +17,14 @@ HEARTBEAT = 0.1
 @pytest.fixture
 def app(tmp_path):
     """As conftest's app, with a short heartbeat so a reader never blocks for long."""
-    app = create_app({"data_dir": str(tmp_path / "data"), "fake_clock": True, "start_ticker": False,
-                      "heartbeat_seconds": HEARTBEAT})
+    app = create_app(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "fake_clock": True,
+            "start_ticker": False,
+            "heartbeat_seconds": HEARTBEAT,
+        }
+    )
     yield app
     app.extensions["spiral"].close()
 
@@ -67,11 +73,13 @@ def test_stream_headers_and_greeting(open_stream, client):
 
 def test_live_glints_are_delivered_with_their_seq_as_id(open_stream, client):
     stream = open_stream()
-    answers = [emit(client, "breath.emitter", phase, context={"n": i})
-               for i, phase in enumerate(["inhale", "hold", "return"])]
+    answers = [
+        emit(client, "breath.emitter", phase, context={"n": i})
+        for i, phase in enumerate(["inhale", "hold", "return"])
+    ]
     got = stream.glints(3)
     assert seqs(got) == [a["seq"] for a in answers] == [1, 2, 3]
-    for frame, answer in zip(got, answers):
+    for frame, answer in zip(got, answers, strict=True):
         assert frame.json() == client.get(f"/api/glints/{answer['id']}").get_json()
     assert "data: " + got[0].data in got[0].raw.decode()  # data is one line of JSON
 
@@ -97,8 +105,10 @@ def test_head_request_leaves_no_listener_behind(client, spiral):
     [
         pytest.param({"headers": {"Last-Event-ID": "2"}}, id="header"),
         pytest.param({"query_string": {"lastEventId": "2"}}, id="query"),
-        pytest.param({"headers": {"Last-Event-ID": "2"}, "query_string": {"lastEventId": "4"}},
-                     id="header-wins"),
+        pytest.param(
+            {"headers": {"Last-Event-ID": "2"}, "query_string": {"lastEventId": "4"}},
+            id="header-wins",
+        ),
     ],
 )
 def test_last_event_id_replays_what_was_missed(open_stream, client, how):
@@ -160,22 +170,40 @@ def test_glints_posted_from_another_thread_during_replay(open_stream, app, spira
 @pytest.mark.parametrize(
     ("query", "replayed", "live"),
     [
-        pytest.param({"module": "memory.*", "phase": "return"}, ["g1", "g3"], ["h1", "h3"],
-                     id="module-glob-and-phase"),
+        pytest.param(
+            {"module": "memory.*", "phase": "return"},
+            ["g1", "g3"],
+            ["h1", "h3"],
+            id="module-glob-and-phase",
+        ),
         pytest.param({"module": "memory.echo"}, ["g1", "g2"], ["h1", "h2"], id="module-exact"),
-        pytest.param({"phase": "return,hold"}, ["g1", "g2", "g3", "g4", "g5"],
-                     ["h1", "h2", "h3", "h4", "h5"], id="phases-comma-separated"),
-        pytest.param([("phase", "return"), ("phase", "hold")], ["g1", "g2", "g3", "g4", "g5"],
-                     ["h1", "h2", "h3", "h4", "h5"], id="phases-repeated"),
-        pytest.param({"phase": "return"}, ["g1", "g3", "g4", "g5"], ["h1", "h3", "h4", "h5"],
-                     id="phase-only"),
+        pytest.param(
+            {"phase": "return,hold"},
+            ["g1", "g2", "g3", "g4", "g5"],
+            ["h1", "h2", "h3", "h4", "h5"],
+            id="phases-comma-separated",
+        ),
+        pytest.param(
+            [("phase", "return"), ("phase", "hold")],
+            ["g1", "g2", "g3", "g4", "g5"],
+            ["h1", "h2", "h3", "h4", "h5"],
+            id="phases-repeated",
+        ),
+        pytest.param(
+            {"phase": "return"}, ["g1", "g3", "g4", "g5"], ["h1", "h3", "h4", "h5"], id="phase-only"
+        ),
     ],
 )
 def test_filters_apply_to_replay_and_live(open_stream, client, query, replayed, live):
     # not memory.scroll: in return it would start the archival ritual
-    rows = [("memory.echo", "return"), ("memory.echo", "hold"),
-            ("memory.deep.archive", "return"), ("memoryx.scroll", "return"),
-            ("breath.emitter", "return"), ("shrine.system", "exhale")]
+    rows = [
+        ("memory.echo", "return"),
+        ("memory.echo", "hold"),
+        ("memory.deep.archive", "return"),
+        ("memoryx.scroll", "return"),
+        ("breath.emitter", "return"),
+        ("shrine.system", "exhale"),
+    ]
     for i, (module, phase) in enumerate(rows, start=1):
         emit(client, module, phase, id=f"g{i}")
     qs = list(query.items()) if isinstance(query, dict) else query
@@ -192,12 +220,15 @@ def test_filters_apply_to_replay_and_live(open_stream, client, query, replayed, 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        pytest.param({"headers": {"Last-Event-ID": "abc"}}, "invalid_last_event_id",
-                     id="header-text"),
-        pytest.param({"headers": {"Last-Event-ID": "-3"}}, "invalid_last_event_id",
-                     id="header-negative"),
-        pytest.param({"query_string": {"lastEventId": "1.5"}}, "invalid_last_event_id",
-                     id="query-fraction"),
+        pytest.param(
+            {"headers": {"Last-Event-ID": "abc"}}, "invalid_last_event_id", id="header-text"
+        ),
+        pytest.param(
+            {"headers": {"Last-Event-ID": "-3"}}, "invalid_last_event_id", id="header-negative"
+        ),
+        pytest.param(
+            {"query_string": {"lastEventId": "1.5"}}, "invalid_last_event_id", id="query-fraction"
+        ),
         pytest.param({"query_string": {"phase": "dusk"}}, "invalid_filter", id="unknown-phase"),
         pytest.param({"query_string": {"module": "<script>"}}, "invalid_filter", id="bad-module"),
     ],
@@ -211,8 +242,14 @@ def test_bad_resume_points_and_filters_answer_400(client, spiral, kwargs, error)
 
 
 def test_heartbeat_comment_arrives(tmp_path):
-    app = create_app({"data_dir": str(tmp_path / "hb"), "fake_clock": True, "start_ticker": False,
-                      "heartbeat_seconds": 0.05})
+    app = create_app(
+        {
+            "data_dir": str(tmp_path / "hb"),
+            "fake_clock": True,
+            "start_ticker": False,
+            "heartbeat_seconds": 0.05,
+        }
+    )
     try:
         stream = SSEReader(app.test_client().get("/stream", buffered=False), timeout=5)
         frames = stream.until(lambda f: any(fr.comments for fr in f))
@@ -224,8 +261,15 @@ def test_heartbeat_comment_arrives(tmp_path):
 
 
 def test_a_stalled_listener_is_dropped_with_a_reason(tmp_path):
-    app = create_app({"data_dir": str(tmp_path / "small"), "fake_clock": True,
-                      "start_ticker": False, "heartbeat_seconds": HEARTBEAT, "hub_capacity": 4})
+    app = create_app(
+        {
+            "data_dir": str(tmp_path / "small"),
+            "fake_clock": True,
+            "start_ticker": False,
+            "heartbeat_seconds": HEARTBEAT,
+            "hub_capacity": 4,
+        }
+    )
     spiral = app.extensions["spiral"]
     try:
         client = app.test_client()

@@ -19,15 +19,27 @@ class RedisProcess:
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "RedisProcess":
+    def start(self) -> RedisProcess:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
@@ -40,7 +52,7 @@ class RedisProcess:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
-    def start_on_same_port(self) -> "RedisProcess":
+    def start_on_same_port(self) -> RedisProcess:
         return self.start()
 
     def stop(self) -> None:
@@ -70,13 +82,19 @@ def hub_pair(tmp_path, redis_server):
 
 @pytest.fixture
 def gunicorn_pair(tmp_path, redis_server):
-    """One `spiral serve --workers 2`: gunicorn with two gevent workers on one port, one SQLite file."""
-    proc = ServerProcess(tmp_path / "workers", env={"SPIRAL_REDIS_URL": redis_server.url, "SPIRAL_FAKE_CLOCK": "0"},
-                         workers=2).start()
+    """One `spiral serve --workers 2`: gunicorn with two gevent workers on one port, one SQLite
+    file."""
+    proc = ServerProcess(
+        tmp_path / "workers",
+        env={"SPIRAL_REDIS_URL": redis_server.url, "SPIRAL_FAKE_CLOCK": "0"},
+        workers=2,
+    ).start()
     yield proc
     proc.stop()
 
 
 def worker_pids(server: ServerProcess) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
+    ).stdout
     return sorted(int(p) for p in out.split())

@@ -34,7 +34,10 @@ def test_every_listener_on_every_worker_gets_every_glint_once(gunicorn_pair):
         acked = []
         with requests.Session() as session:
             for i in range(40):
-                resp = session.post(gunicorn_pair.url + "/stream/glint", json={"module": "workers.test", "context": {"i": i}})
+                resp = session.post(
+                    gunicorn_pair.url + "/stream/glint",
+                    json={"module": "workers.test", "context": {"i": i}},
+                )
                 assert resp.status_code == 201
                 posters.add(resp.headers["X-Spiral-Worker"])
                 acked.append(resp.json()["seq"])
@@ -57,7 +60,11 @@ def test_sigterm_closes_a_workers_streams_and_clients_resume_without_loss(gunico
             i = 0
             while not stop.is_set() and i < 400:
                 try:
-                    acked.append(emit_glint("shutdown.test", None, {"i": i}, url=gunicorn_pair.url, session=session)["seq"])
+                    acked.append(
+                        emit_glint(
+                            "shutdown.test", None, {"i": i}, url=gunicorn_pair.url, session=session
+                        )["seq"]
+                    )
                 except requests.ConnectionError:
                     pass  # a keep-alive connection to the stopping worker; the next post reconnects
                 i += 1
@@ -88,8 +95,12 @@ def test_sigterm_closes_a_workers_streams_and_clients_resume_without_loss(gunico
     try:
         assert len(acked) > 20
         for s in streams:
-            assert s.wait_for(len(acked), timeout=15) == sorted(acked), "resumed with nothing missed or repeated"
-        deadline = time.monotonic() + 15  # the stopped worker exits within gunicorn's graceful timeout
+            assert s.wait_for(len(acked), timeout=15) == sorted(acked), (
+                "resumed with nothing missed or repeated"
+            )
+        deadline = (
+            time.monotonic() + 15
+        )  # the stopped worker exits within gunicorn's graceful timeout
         while victim in worker_pids(gunicorn_pair) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert victim not in worker_pids(gunicorn_pair)

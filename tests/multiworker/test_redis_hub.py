@@ -17,7 +17,9 @@ class StreamCollector:
     """Reads one stream with the client's Listener in a thread and keeps the glints it sees."""
 
     def __init__(self, url: str, last_event_id: int | None = None, reconnect: bool = False) -> None:
-        self.listener = Listener(url, last_event_id=last_event_id, reconnect=reconnect, read_timeout=30)
+        self.listener = Listener(
+            url, last_event_id=last_event_id, reconnect=reconnect, read_timeout=30
+        )
         self.events: list = []
         self.notices: list = []
         self.greetings = 0
@@ -77,7 +79,9 @@ def test_concurrent_posts_on_both_arrive_in_seq_order_exactly_once(hub_pair):
     def post(server, n):
         with requests.Session() as session:
             for i in range(n):
-                seq = emit_glint("burst.test", None, {"i": i}, url=server.url, session=session)["seq"]
+                seq = emit_glint("burst.test", None, {"i": i}, url=server.url, session=session)[
+                    "seq"
+                ]
                 with lock:
                     acked.append(seq)
 
@@ -158,16 +162,22 @@ def test_redis_restart_loses_nothing_and_readiness_says_so(hub_pair, redis_serve
 
 
 def test_each_ritual_fires_once_for_the_whole_hub(tmp_path, redis_server):
-    """A breath change is seen by both processes; the ritual it triggers runs once. A glint-triggered
-    ritual runs once per glint, whichever process stored the glint."""
+    """A breath change is seen by both processes; the ritual it triggers runs once. A
+    glint-triggered ritual runs once per glint, whichever process stored the glint."""
     config = tmp_path / "spiral.toml"
     config.write_text(
-        '[rituals.turn]\nrule = \'event == "phase_change"\'\naction = "emit"\nmodule = "ritual.turn"\n'
+        '[rituals.turn]\nrule = \'event == "phase_change"\'\naction = "emit"\n'
+        'module = "ritual.turn"\n'
         "essential = true\n\n"
-        '[rituals.bell]\nrule = \'module == "bell.tower"\'\naction = "emit"\nmodule = "ritual.bell"\n'
+        '[rituals.bell]\nrule = \'module == "bell.tower"\'\naction = "emit"\n'
+        'module = "ritual.bell"\n'
         "essential = true\n"
     )
-    env = {"SPIRAL_REDIS_URL": redis_server.url, "SPIRAL_FAKE_CLOCK": "1", "SPIRAL_CONFIG": str(config)}
+    env = {
+        "SPIRAL_REDIS_URL": redis_server.url,
+        "SPIRAL_FAKE_CLOCK": "1",
+        "SPIRAL_CONFIG": str(config),
+    }
     a = ServerProcess(tmp_path / "shared", env=env, log_path=tmp_path / "a.log").start()
     b = ServerProcess(tmp_path / "shared", env=env, log_path=tmp_path / "b.log").start()
     try:

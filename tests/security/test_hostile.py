@@ -224,7 +224,7 @@ def test_the_validator_refuses_with_a_glint_error_or_accepts(value):
     _seen(200)
 
 
-# -- the corpus -------------------------------------------------------------------------------------
+# -- the corpus ------------------------------------------------------------------------------------
 
 NASTY = [
     "<script>window.__pwned=1</script>",
@@ -482,7 +482,7 @@ def test_json_answers_cannot_be_read_as_html(app):
     )
 
 
-# -- the WebSocket, against a real server -----------------------------------------------------------
+# -- the WebSocket, against a real server ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -523,7 +523,7 @@ def test_the_corpus_through_the_websocket(ws_url):
         frames.append(json.dumps({"type": "emit", "glint": {"module": "a.b", "context": DEEP}}))
         for frame in frames:
             if len(frame.encode()) > 15_000:
-                continue  # past the frame limit the socket is closed (1009): tests/integration/test_ws.py
+                continue  # past the frame limit the socket is closed (1009): see test_ws.py
             ws.send(frame)
             sent += 1
             while True:  # read up to the answer to this frame (events may come first)

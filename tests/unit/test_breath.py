@@ -32,6 +32,7 @@ def engine(clock: FakeClock, **config) -> BreathEngine:
 
 # -- the phase clock ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("t", "phase", "start", "end"),
     [
@@ -68,7 +69,10 @@ def test_engine_walks_the_cycle_as_the_clock_moves():
     ]
     as_json = breath.state().to_dict()  # the clock now stands at 1014: hold again
     assert (as_json["phase"], as_json["phase_started_at"], as_json["phase_ends_at"]) == (
-        "hold", "1970-01-01T00:16:54.000Z", "1970-01-01T00:16:56.000Z")
+        "hold",
+        "1970-01-01T00:16:54.000Z",
+        "1970-01-01T00:16:56.000Z",
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,35 +90,82 @@ def test_bad_durations_are_refused(durations):
 
 # -- quiet hours -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("window", "tz", "t", "expected"),
     [
         pytest.param("22:00-06:00", "UTC", "2026-01-15T21:59:59", None, id="wrap-before"),
-        pytest.param("22:00-06:00", "UTC", "2026-01-15T22:00:00",
-                     ("2026-01-15T22:00:00", "2026-01-16T06:00:00"), id="wrap-start"),
-        pytest.param("22:00-06:00", "UTC", "2026-01-15T23:30:00",
-                     ("2026-01-15T22:00:00", "2026-01-16T06:00:00"), id="wrap-evening"),
-        pytest.param("22:00-06:00", "UTC", "2026-01-16T03:00:00",
-                     ("2026-01-15T22:00:00", "2026-01-16T06:00:00"), id="wrap-after-midnight"),
+        pytest.param(
+            "22:00-06:00",
+            "UTC",
+            "2026-01-15T22:00:00",
+            ("2026-01-15T22:00:00", "2026-01-16T06:00:00"),
+            id="wrap-start",
+        ),
+        pytest.param(
+            "22:00-06:00",
+            "UTC",
+            "2026-01-15T23:30:00",
+            ("2026-01-15T22:00:00", "2026-01-16T06:00:00"),
+            id="wrap-evening",
+        ),
+        pytest.param(
+            "22:00-06:00",
+            "UTC",
+            "2026-01-16T03:00:00",
+            ("2026-01-15T22:00:00", "2026-01-16T06:00:00"),
+            id="wrap-after-midnight",
+        ),
         pytest.param("22:00-06:00", "UTC", "2026-01-16T06:00:00", None, id="wrap-end-is-open"),
         pytest.param("01:00-05:00", "UTC", "2026-01-16T00:59:00", None, id="same-day-before"),
-        pytest.param("01:00-05:00", "UTC", "2026-01-16T01:00:00",
-                     ("2026-01-16T01:00:00", "2026-01-16T05:00:00"), id="same-day-inside"),
+        pytest.param(
+            "01:00-05:00",
+            "UTC",
+            "2026-01-16T01:00:00",
+            ("2026-01-16T01:00:00", "2026-01-16T05:00:00"),
+            id="same-day-inside",
+        ),
         # New York in January is UTC-5: 22:00-06:00 local is 03:00-11:00 UTC
-        pytest.param("22:00-06:00", "America/New_York", "2026-01-15T23:00:00", None,
-                     id="new-york-18h-local"),
-        pytest.param("22:00-06:00", "America/New_York", "2026-01-16T03:00:00",
-                     ("2026-01-16T03:00:00", "2026-01-16T11:00:00"), id="new-york-22h-local"),
-        pytest.param("22:00-06:00", "America/New_York", "2026-01-16T10:59:00",
-                     ("2026-01-16T03:00:00", "2026-01-16T11:00:00"), id="new-york-05h59-local"),
+        pytest.param(
+            "22:00-06:00", "America/New_York", "2026-01-15T23:00:00", None, id="new-york-18h-local"
+        ),
+        pytest.param(
+            "22:00-06:00",
+            "America/New_York",
+            "2026-01-16T03:00:00",
+            ("2026-01-16T03:00:00", "2026-01-16T11:00:00"),
+            id="new-york-22h-local",
+        ),
+        pytest.param(
+            "22:00-06:00",
+            "America/New_York",
+            "2026-01-16T10:59:00",
+            ("2026-01-16T03:00:00", "2026-01-16T11:00:00"),
+            id="new-york-05h59-local",
+        ),
         # the night DST starts (2026-03-08): 22:00 EST to 06:00 EDT is seven hours
-        pytest.param("22:00-06:00", "America/New_York", "2026-03-08T05:00:00",
-                     ("2026-03-08T03:00:00", "2026-03-08T10:00:00"), id="new-york-dst-night"),
+        pytest.param(
+            "22:00-06:00",
+            "America/New_York",
+            "2026-03-08T05:00:00",
+            ("2026-03-08T03:00:00", "2026-03-08T10:00:00"),
+            id="new-york-dst-night",
+        ),
         # Kolkata is UTC+5:30: 01:00-05:00 local is 19:30-23:30 UTC the day before
-        pytest.param("01:00-05:00", "Asia/Kolkata", "2026-01-15T19:30:00",
-                     ("2026-01-15T19:30:00", "2026-01-15T23:30:00"), id="kolkata-inside"),
-        pytest.param("01:00-05:00", "Asia/Kolkata", "2026-01-16T01:00:00", None,
-                     id="kolkata-utc-01h-is-not-quiet"),
+        pytest.param(
+            "01:00-05:00",
+            "Asia/Kolkata",
+            "2026-01-15T19:30:00",
+            ("2026-01-15T19:30:00", "2026-01-15T23:30:00"),
+            id="kolkata-inside",
+        ),
+        pytest.param(
+            "01:00-05:00",
+            "Asia/Kolkata",
+            "2026-01-16T01:00:00",
+            None,
+            id="kolkata-utc-01h-is-not-quiet",
+        ),
     ],
 )
 def test_quiet_hours_give_night_hold(window, tz, t, expected):
@@ -159,6 +210,7 @@ def test_unknown_quiet_hours_zone_is_refused():
 
 
 # -- overrides ---------------------------------------------------------------------------------
+
 
 def test_phase_override_wins_and_expires():
     clock = FakeClock(EPOCH)
@@ -216,6 +268,7 @@ def test_unknown_override_values_are_refused(method, value):
 
 
 # -- climate -----------------------------------------------------------------------------------
+
 
 def test_climate_is_clear_without_rejections():
     clock = FakeClock(EPOCH)
@@ -313,6 +366,7 @@ def test_bad_traffic_during_the_calm_period_holds_the_climate():
 
 # -- usage -------------------------------------------------------------------------------------
 
+
 def test_usage_is_ingest_rate_against_capacity():
     clock = FakeClock(EPOCH)
     breath = engine(clock, capacity=10.0, usage_window=10)
@@ -330,8 +384,9 @@ def test_usage_is_ingest_rate_against_capacity():
 def test_usage_counts_subscriber_backlog():
     clock = FakeClock(EPOCH)
     backlog = [0.0]
-    breath = BreathEngine(BreathConfig(durations=DURATIONS, capacity=10.0), clock,
-                          backlog=lambda: backlog[0])
+    breath = BreathEngine(
+        BreathConfig(durations=DURATIONS, capacity=10.0), clock, backlog=lambda: backlog[0]
+    )
     breath.record_ingest("a", n=20)
     assert breath.state().usage == 0.2
     backlog[0] = 0.9
@@ -348,6 +403,7 @@ def test_ingest_series_is_per_second_oldest_first():
 
 
 # -- changed() ---------------------------------------------------------------------------------
+
 
 def test_changed_reports_what_listeners_care_about():
     clock = FakeClock(EPOCH + 0.5)

@@ -38,44 +38,96 @@ BAD = [
     pytest.param({"module": ""}, "module", "", id="module-empty"),
     pytest.param({"module": "a" * 101}, "module", "100", id="module-too-long"),
     pytest.param({"module": 7}, "module", "string", id="module-not-a-string"),
-    pytest.param({"module": "a.b", "context": [1, 2]}, "context", "object|dictionary",
-                 id="context-array"),
-    pytest.param({"module": "a.b", "context": "hello"}, "context", "object|dictionary",
-                 id="context-string"),
-    pytest.param({"module": "a.b", "context": None}, "context", "object|dictionary",
-                 id="context-null"),
-    pytest.param({"module": "a.b", "context": nested(MAX_CONTEXT_DEPTH + 1)}, "context",
-                 "deeper than 8", id="context-too-deep"),
-    pytest.param({"module": "a.b", "context": {"a": [[[[[[[[1]]]]]]]]}}, "context",
-                 "deeper than 8", id="context-too-deep-arrays"),
-    pytest.param({"module": "a.b", "context": {k: "x" * 3000 for k in "abc"}}, "context",
-                 "bytes", id="context-too-large"),
-    pytest.param({"module": "a.b", "context": {f"k{i}": i for i in range(MAX_CONTEXT_KEYS + 1)}},
-                 "context", "keys", id="context-too-many-keys"),
-    pytest.param({"module": "a.b", "context": {"a": list(range(MAX_CONTEXT_KEYS + 1))}},
-                 "context", "items", id="context-array-too-long"),
-    pytest.param({"module": "a.b", "context": {"a": "x" * (MAX_STRING + 1)}}, "context",
-                 "longer", id="context-string-too-long"),
-    pytest.param({"module": "a.b", "context": {"a": "nul\x00"}}, "context", "control",
-                 id="context-nul"),
-    pytest.param({"module": "a.b", "context": {"a": "\x1b[31mred"}}, "context", "control",
-                 id="context-ansi-escape"),
-    pytest.param({"module": "a.b", "context": {"a": "\x7f"}}, "context", "control",
-                 id="context-del"),
-    pytest.param({"module": "a.b", "context": {"a": "\x85"}}, "context", "control",
-                 id="context-c1"),
-    pytest.param({"module": "a.b", "context": {"a": "abc\u202edcb"}}, "context", "control",
-                 id="context-bidi-override"),
-    pytest.param({"module": "a.b", "context": {"a": ["ok", {"b": "\x07"}]}}, "context", "control",
-                 id="context-control-nested"),
-    pytest.param({"module": "a.b", "context": {"key\x00": 1}}, "context", "control",
-                 id="context-control-in-key"),
-    pytest.param({"module": "a.b", "context": {"n": float("nan")}}, "context", "finite",
-                 id="context-nan"),
-    pytest.param({"module": "a.b", "context": {"n": float("inf")}}, "context", "finite",
-                 id="context-infinity"),
-    pytest.param({"module": "a.b", "context": {"n": 2**70}}, "context", "64-bit",
-                 id="context-huge-integer"),
+    pytest.param(
+        {"module": "a.b", "context": [1, 2]}, "context", "object|dictionary", id="context-array"
+    ),
+    pytest.param(
+        {"module": "a.b", "context": "hello"}, "context", "object|dictionary", id="context-string"
+    ),
+    pytest.param(
+        {"module": "a.b", "context": None}, "context", "object|dictionary", id="context-null"
+    ),
+    pytest.param(
+        {"module": "a.b", "context": nested(MAX_CONTEXT_DEPTH + 1)},
+        "context",
+        "deeper than 8",
+        id="context-too-deep",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": [[[[[[[[1]]]]]]]]}},
+        "context",
+        "deeper than 8",
+        id="context-too-deep-arrays",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {k: "x" * 3000 for k in "abc"}},
+        "context",
+        "bytes",
+        id="context-too-large",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {f"k{i}": i for i in range(MAX_CONTEXT_KEYS + 1)}},
+        "context",
+        "keys",
+        id="context-too-many-keys",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": list(range(MAX_CONTEXT_KEYS + 1))}},
+        "context",
+        "items",
+        id="context-array-too-long",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": "x" * (MAX_STRING + 1)}},
+        "context",
+        "longer",
+        id="context-string-too-long",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": "nul\x00"}}, "context", "control", id="context-nul"
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": "\x1b[31mred"}},
+        "context",
+        "control",
+        id="context-ansi-escape",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": "\x7f"}}, "context", "control", id="context-del"
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": "\x85"}}, "context", "control", id="context-c1"
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": "abc\u202edcb"}},
+        "context",
+        "control",
+        id="context-bidi-override",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"a": ["ok", {"b": "\x07"}]}},
+        "context",
+        "control",
+        id="context-control-nested",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"key\x00": 1}},
+        "context",
+        "control",
+        id="context-control-in-key",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"n": float("nan")}}, "context", "finite", id="context-nan"
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"n": float("inf")}},
+        "context",
+        "finite",
+        id="context-infinity",
+    ),
+    pytest.param(
+        {"module": "a.b", "context": {"n": 2**70}}, "context", "64-bit", id="context-huge-integer"
+    ),
     pytest.param({"module": "a.b", "colour": "red"}, "colour", "extra", id="extra-field"),
     pytest.param({"module": "a.b", "seq": 5}, "seq", "extra", id="client-may-not-set-seq"),
     pytest.param({"module": "a.b", "id": "-leading-dash"}, "id", "pattern", id="id-leading-dash"),
@@ -96,12 +148,17 @@ def test_bad_glints_are_refused_naming_the_field(data, field, hint):
     assert err.message.startswith(f"{field}:"), err.message
     assert any(h in err.message.lower() for h in hint.lower().split("|")), err.message
     assert err.details[0]["field"] == field
-    assert err.to_dict() == {"error": "invalid_glint", "message": err.message,
-                             "details": err.details}
+    assert err.to_dict() == {
+        "error": "invalid_glint",
+        "message": err.message,
+        "details": err.details,
+    }
 
 
-@pytest.mark.parametrize(("data", "field", "hint"), [p for p in BAD if p.id not in (
-    "context-nan", "context-infinity", "context-huge-integer")])
+@pytest.mark.parametrize(
+    ("data", "field", "hint"),
+    [p for p in BAD if p.id not in ("context-nan", "context-infinity", "context-huge-integer")],
+)
 def test_raw_bodies_are_refused_the_same_way(data, field, hint):
     with pytest.raises(GlintError) as refused:
         parse_glint(orjson.dumps(data))
@@ -115,8 +172,10 @@ def test_raw_bodies_are_refused_the_same_way(data, field, hint):
         pytest.param(b'{"module": "a.b", "context": {"n": NaN}}', id="nan"),
         pytest.param(b'{"module": "a.b", "context": {"n": Infinity}}', id="infinity"),
         pytest.param(b'{"module": "a.b", "context": {"n": 1e999}}', id="overflow-to-infinity"),
-        pytest.param(b'{"module": "a.b", "context": {"n": 123456789012345678901234567890}}',
-                     id="huge-integer"),
+        pytest.param(
+            b'{"module": "a.b", "context": {"n": 123456789012345678901234567890}}',
+            id="huge-integer",
+        ),
     ],
 )
 def test_numbers_json_cannot_hold_are_refused_not_silently_changed(body):
@@ -154,19 +213,30 @@ def test_decoded_values_that_are_not_an_object(data):
     "data",
     [
         pytest.param({"module": "breath.emitter"}, id="module-only"),
-        pytest.param({"module": "memory.scroll", "phase": "night_hold", "id": "test-123",
-                      "parent_id": "550e8400-e29b-41d4-a716-446655440000",
-                      "context": {"intention": "morning_emergence", "saturation": 0.1}},
-                     id="everything"),
+        pytest.param(
+            {
+                "module": "memory.scroll",
+                "phase": "night_hold",
+                "id": "test-123",
+                "parent_id": "550e8400-e29b-41d4-a716-446655440000",
+                "context": {"intention": "morning_emergence", "saturation": 0.1},
+            },
+            id="everything",
+        ),
         pytest.param({"module": "a.b", "context": nested(MAX_CONTEXT_DEPTH)}, id="deepest-allowed"),
-        pytest.param({"module": "a.b", "context": {f"k{i}": i for i in range(MAX_CONTEXT_KEYS)}},
-                     id="most-keys-allowed"),
+        pytest.param(
+            {"module": "a.b", "context": {f"k{i}": i for i in range(MAX_CONTEXT_KEYS)}},
+            id="most-keys-allowed",
+        ),
         pytest.param({"module": "a.b", "context": {"s": "x" * MAX_STRING}}, id="longest-string"),
-        pytest.param({"module": "a.b",
-                      "context": {"s": "tab\tnew\nline\r\n", "e": "🫧 ünïcode"}},
-                     id="whitespace-and-unicode"),
-        pytest.param({"module": "a.b", "context": {"n": 2**63 - 1, "f": -1.5e300}},
-                     id="big-but-storable-numbers"),
+        pytest.param(
+            {"module": "a.b", "context": {"s": "tab\tnew\nline\r\n", "e": "🫧 ünïcode"}},
+            id="whitespace-and-unicode",
+        ),
+        pytest.param(
+            {"module": "a.b", "context": {"n": 2**63 - 1, "f": -1.5e300}},
+            id="big-but-storable-numbers",
+        ),
         pytest.param({"module": "a_1.b_2.c3", "id": "A.b:c-d_e"}, id="id-punctuation"),
     ],
 )
@@ -179,12 +249,26 @@ def test_good_glints_pass(data):
 
 def test_a_built_glint_round_trips_through_its_one_serialization():
     data = validate_glint(
-        {"module": "memory.scroll", "phase": "return", "context": {"a": [1, "b"]}})
-    g = Glint.build(7, "g-7", data, "return", "2027-01-15T08:00:00.000Z",
-                    {"phase": "return", "climate": "clear", "usage": 0.0}, "127.0.0.1")
+        {"module": "memory.scroll", "phase": "return", "context": {"a": [1, "b"]}}
+    )
+    g = Glint.build(
+        7,
+        "g-7",
+        data,
+        "return",
+        "2027-01-15T08:00:00.000Z",
+        {"phase": "return", "climate": "clear", "usage": 0.0},
+        "127.0.0.1",
+    )
     assert Glint.from_json(g.json) == g
     assert g.to_dict() == {
-        "id": "g-7", "seq": 7, "module": "memory.scroll", "phase": "return",
-        "context": {"a": [1, "b"]}, "parent_id": None, "received_at": "2027-01-15T08:00:00.000Z",
-        "breath": {"phase": "return", "climate": "clear", "usage": 0.0}, "source": "127.0.0.1",
+        "id": "g-7",
+        "seq": 7,
+        "module": "memory.scroll",
+        "phase": "return",
+        "context": {"a": [1, "b"]},
+        "parent_id": None,
+        "received_at": "2027-01-15T08:00:00.000Z",
+        "breath": {"phase": "return", "climate": "clear", "usage": 0.0},
+        "source": "127.0.0.1",
     }

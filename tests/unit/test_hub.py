@@ -23,7 +23,7 @@ def test_every_subscriber_gets_the_same_event_and_bytes():
     assert all(len(r) == 1 and r[0] is published for r in received)
     frames = [r[0].sse for r in received]
     assert frames[0] is frames[1] is frames[2]  # serialized once, shared
-    assert frames[0] == b'id: 1\nevent: glint_emission\ndata: ' + published.data + b"\n\n"
+    assert frames[0] == b"id: 1\nevent: glint_emission\ndata: " + published.data + b"\n\n"
     assert received[0][0].ws is received[1][0].ws
 
 
@@ -60,8 +60,9 @@ def test_a_subscriber_sees_only_what_was_published_after_it_subscribed():
         pytest.param(Filters(module="memory.scrol?"), [1, 2], id="module-question-mark"),
         pytest.param(Filters(phases=frozenset({"return"})), [1, 3, 5], id="phase"),
         pytest.param(Filters(phases=frozenset({"return", "hold"})), [1, 2, 3, 5], id="phases"),
-        pytest.param(Filters(module="memory.*", phases=frozenset({"return"})), [1, 3],
-                     id="module-and-phase"),
+        pytest.param(
+            Filters(module="memory.*", phases=frozenset({"return"})), [1, 3], id="module-and-phase"
+        ),
     ],
 )
 def test_filters_by_module_glob_and_phase(filters, expected):

@@ -38,11 +38,23 @@ def make(tmp_path):
         hub = MemoryHub()
         breath = BreathEngine(BreathConfig(**breath_config), clock)
         orchestrator = Orchestrator(store, hub, breath, Stats(*store.counts()))
-        engine = RitualEngine(load_rituals(tables, "test.toml"), clock=clock, store=store,
-                              breath=breath, orchestrator=orchestrator, queue_size=queue_size)
+        engine = RitualEngine(
+            load_rituals(tables, "test.toml"),
+            clock=clock,
+            store=store,
+            breath=breath,
+            orchestrator=orchestrator,
+            queue_size=queue_size,
+        )
         orchestrator.rituals = engine
-        parts = SimpleNamespace(clock=clock, store=store, hub=hub, breath=breath,
-                                orchestrator=orchestrator, engine=engine)
+        parts = SimpleNamespace(
+            clock=clock,
+            store=store,
+            hub=hub,
+            breath=breath,
+            orchestrator=orchestrator,
+            engine=engine,
+        )
         built.append(parts)
         return parts
 
@@ -59,7 +71,9 @@ def emit(parts, module="a.b", phase=None, source="10.0.0.1", **extra):
 
 def runs(parts, ritual=None, status=None) -> list[dict]:
     """Runs oldest first."""
-    return [orjson.loads(b) for b in reversed(parts.store.runs(ritual=ritual, status=status, limit=500))]
+    return [
+        orjson.loads(b) for b in reversed(parts.store.runs(ritual=ritual, status=status, limit=500))
+    ]
 
 
 def glints(parts, module=None) -> list:
@@ -67,6 +81,7 @@ def glints(parts, module=None) -> list:
 
 
 # -- definitions ---------------------------------------------------------------------------------
+
 
 def test_the_four_builtins_exist_without_a_file():
     specs = {s.name: s for s in load_rituals(None, "defaults")}
@@ -81,50 +96,107 @@ def test_the_four_builtins_exist_without_a_file():
 
 
 def test_a_table_tunes_or_disables_a_builtin_and_adds_custom_ones():
-    specs = {s.name: s for s in load_rituals({
-        "archival": {"retention_days": 2, "cooldown": 0},
-        "caesura": {"enabled": False},
-        "bell": {"rule": 'module == "bell.tower"', "action": "emit", "module": "ritual.bell",
-                 "phases": ["inhale"], "window": {"count": 3, "seconds": 60}},
-    }, "spiral.toml")}
+    specs = {
+        s.name: s
+        for s in load_rituals(
+            {
+                "archival": {"retention_days": 2, "cooldown": 0},
+                "caesura": {"enabled": False},
+                "bell": {
+                    "rule": 'module == "bell.tower"',
+                    "action": "emit",
+                    "module": "ritual.bell",
+                    "phases": ["inhale"],
+                    "window": {"count": 3, "seconds": 60},
+                },
+            },
+            "spiral.toml",
+        )
+    }
     assert specs["archival"].params == {"retention_days": 2} and specs["archival"].cooldown == 0
     assert specs["archival"].rule.source == BUILTINS["archival"]["rule"]  # untouched settings stay
     assert specs["caesura"].enabled is False
     bell = specs["bell"]
-    assert (bell.builtin, bell.essential, bell.phases, bell.window.count) == (False, False, {"inhale"}, 3)
+    assert (bell.builtin, bell.essential, bell.phases, bell.window.count) == (
+        False,
+        False,
+        {"inhale"},
+        3,
+    )
     assert bell.params == {"module": "ritual.bell", "phase": None, "context": {}}
 
 
 @pytest.mark.parametrize(
     ("table", "problem"),
     [
-        pytest.param({"rule": 'module ==', "action": "emit", "module": "x.y"}, "Syntax error",
-                     id="rule-syntax"),
-        pytest.param({"rule": 'modul == "x"', "action": "emit", "module": "x.y"},
-                     "unknown name 'modul'", id="rule-unknown-name"),
+        pytest.param(
+            {"rule": "module ==", "action": "emit", "module": "x.y"},
+            "Syntax error",
+            id="rule-syntax",
+        ),
+        pytest.param(
+            {"rule": 'modul == "x"', "action": "emit", "module": "x.y"},
+            "unknown name 'modul'",
+            id="rule-unknown-name",
+        ),
         pytest.param({"action": "emit", "module": "x.y"}, "rule: required", id="rule-missing"),
         pytest.param({"rule": "true", "action": "explode"}, "action: must be one of", id="action"),
         pytest.param({"rule": "true", "action": "emit"}, "module: required", id="emit-module"),
-        pytest.param({"rule": "true", "action": "emit", "module": "Bad Name"},
-                     "module: must be a dotted lowercase", id="emit-module-shape"),
-        pytest.param({"rule": "true", "action": "emit", "module": "x.y", "colour": "red"},
-                     "unknown setting 'colour'", id="unknown-setting"),
-        pytest.param({"rule": "true", "action": "webhook", "url": "ftp://x"},
-                     "url: must be an http", id="webhook-url"),
-        pytest.param({"rule": "true", "action": "webhook", "url": "http://x", "retries": 99},
-                     "retries: must be", id="webhook-retries"),
-        pytest.param({"rule": "true", "action": "set_climate", "climate": "stormy"},
-                     "climate: must be one of", id="climate"),
-        pytest.param({"rule": "true", "action": "emit", "module": "x.y", "phases": ["dusk"]},
-                     "phases:", id="phases"),
-        pytest.param({"rule": "true", "action": "emit", "module": "x.y", "cooldown": -1},
-                     "cooldown:", id="cooldown"),
-        pytest.param({"rule": "true", "action": "emit", "module": "x.y", "window": {"count": 0, "seconds": 5}},
-                     "window.count", id="window-count"),
-        pytest.param({"rule": "true", "action": "emit", "module": "x.y", "enabled": "yes"},
-                     "enabled: true or false", id="enabled"),
-        pytest.param({"rule": "true", "action": "emit", "module": "x.y",
-                      "context": {"k": "\u0007"}}, "control characters", id="emit-template-context"),
+        pytest.param(
+            {"rule": "true", "action": "emit", "module": "Bad Name"},
+            "module: must be a dotted lowercase",
+            id="emit-module-shape",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "emit", "module": "x.y", "colour": "red"},
+            "unknown setting 'colour'",
+            id="unknown-setting",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "webhook", "url": "ftp://x"},
+            "url: must be an http",
+            id="webhook-url",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "webhook", "url": "http://x", "retries": 99},
+            "retries: must be",
+            id="webhook-retries",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "set_climate", "climate": "stormy"},
+            "climate: must be one of",
+            id="climate",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "emit", "module": "x.y", "phases": ["dusk"]},
+            "phases:",
+            id="phases",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "emit", "module": "x.y", "cooldown": -1},
+            "cooldown:",
+            id="cooldown",
+        ),
+        pytest.param(
+            {
+                "rule": "true",
+                "action": "emit",
+                "module": "x.y",
+                "window": {"count": 0, "seconds": 5},
+            },
+            "window.count",
+            id="window-count",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "emit", "module": "x.y", "enabled": "yes"},
+            "enabled: true or false",
+            id="enabled",
+        ),
+        pytest.param(
+            {"rule": "true", "action": "emit", "module": "x.y", "context": {"k": "\u0007"}},
+            "control characters",
+            id="emit-template-context",
+        ),
     ],
 )
 def test_a_bad_definition_names_the_file_the_ritual_and_the_problem(table, problem):
@@ -145,20 +217,34 @@ def test_a_bad_builtin_override_and_a_bad_name_are_refused():
 
 
 def test_a_prepared_activation_matches_as_the_plain_one():
-    act = activation({"module": "memory.scroll", "phase": "return", "context": {"depth": "deep"}},
-                     {"phase": "night_hold", "climate": "clear", "usage": 0.9})
-    rules = ['module == "memory.scroll" && phase == "return"', "usage > 0.8",
-             'breath_phase == "night_hold"', 'context.depth == "deep"', "context.missing == 1",
-             'climate == "suspicious"']
+    act = activation(
+        {"module": "memory.scroll", "phase": "return", "context": {"depth": "deep"}},
+        {"phase": "night_hold", "climate": "clear", "usage": 0.9},
+    )
+    rules = [
+        'module == "memory.scroll" && phase == "return"',
+        "usage > 0.8",
+        'breath_phase == "night_hold"',
+        'context.depth == "deep"',
+        "context.missing == 1",
+        'climate == "suspicious"',
+    ]
     prepared = prepare(act)
-    assert [Rule(r).matches(prepared) for r in rules] == [Rule(r).matches(act) for r in rules] == [
-        True, True, True, True, False, False]
+    assert (
+        [Rule(r).matches(prepared) for r in rules]
+        == [Rule(r).matches(act) for r in rules]
+        == [True, True, True, True, False, False]
+    )
 
 
 # -- gating --------------------------------------------------------------------------------------
 
-BELL = {"rule": 'module == "bell.tower"', "action": "emit", "module": "ritual.bell",
-        "context": {"rang": True}}
+BELL = {
+    "rule": 'module == "bell.tower"',
+    "action": "emit",
+    "module": "ritual.bell",
+    "context": {"rang": True},
+}
 
 
 def test_a_custom_ritual_emits_a_child_of_its_trigger_that_names_it(make):
@@ -171,7 +257,11 @@ def test_a_custom_ritual_emits_a_child_of_its_trigger_that_names_it(make):
     [run] = runs(hub, "bell")
     assert run["seq"] == child.seq + 1  # one sequence: glint, child glint, then the run
     assert (run["status"], run["trigger_id"], run["emitted_id"], run["trigger_event"]) == (
-        "ok", trigger.id, child.id, "glint")
+        "ok",
+        trigger.id,
+        child.id,
+        "glint",
+    )
     assert run["rule"] == BELL["rule"] and run["duration_ms"] >= 0
 
 
@@ -192,7 +282,12 @@ def test_cooldown_skips_matches_and_records_the_first_skip_only(make):
     hub.clock.advance(30)
     emit(hub, "bell.tower")
     emit(hub, "bell.tower")
-    assert [r["status"] for r in runs(hub, "bell")] == ["ok", "skipped_cooldown", "ok", "skipped_cooldown"]
+    assert [r["status"] for r in runs(hub, "bell")] == [
+        "ok",
+        "skipped_cooldown",
+        "ok",
+        "skipped_cooldown",
+    ]
     assert len(glints(hub, "ritual.bell")) == 2
 
 
@@ -228,7 +323,9 @@ def test_a_failing_action_is_recorded_and_the_glint_is_kept(make, monkeypatch):
     def boom(ctx):
         raise RuntimeError("the bell cracked")
 
-    monkeypatch.setitem(actions.ACTIONS, "emit", actions.ActionType(boom, actions.ACTIONS["emit"].params))
+    monkeypatch.setitem(
+        actions.ACTIONS, "emit", actions.ActionType(boom, actions.ACTIONS["emit"].params)
+    )
     hub = make({**ONLY_CUSTOM, "bell": BELL})
     trigger = emit(hub, "bell.tower")
     assert hub.store.get(trigger.id) is not None
@@ -238,12 +335,23 @@ def test_a_failing_action_is_recorded_and_the_glint_is_kept(make, monkeypatch):
 
 # -- breath changes ------------------------------------------------------------------------------
 
+
 def test_phase_and_climate_changes_are_events_rules_can_match(make):
-    hub = make({**ONLY_CUSTOM,
-                "turn": {"rule": 'event == "phase_change" && breath_phase == "return"',
-                         "action": "emit", "module": "ritual.turn"},
-                "weather": {"rule": 'event == "climate_change"', "action": "emit",
-                            "module": "ritual.weather"}})
+    hub = make(
+        {
+            **ONLY_CUSTOM,
+            "turn": {
+                "rule": 'event == "phase_change" && breath_phase == "return"',
+                "action": "emit",
+                "module": "ritual.turn",
+            },
+            "weather": {
+                "rule": 'event == "climate_change"',
+                "action": "emit",
+                "module": "ritual.weather",
+            },
+        }
+    )
     publish = hub.orchestrator.publish_breath
     publish()
     hub.clock.advance(16)  # hold: a change, but not to return
@@ -261,11 +369,22 @@ def test_phase_and_climate_changes_are_events_rules_can_match(make):
 
 
 def test_a_breath_change_an_action_causes_is_evaluated_at_the_next_publish(make):
-    hub = make({**ONLY_CUSTOM,
-                "alarm": {"rule": 'module == "alarm.bell"', "action": "set_climate",
-                          "climate": "unsettled", "seconds": 60},
-                "weather": {"rule": 'event == "climate_change" && climate == "unsettled"',
-                            "action": "emit", "module": "ritual.weather"}})
+    hub = make(
+        {
+            **ONLY_CUSTOM,
+            "alarm": {
+                "rule": 'module == "alarm.bell"',
+                "action": "set_climate",
+                "climate": "unsettled",
+                "seconds": 60,
+            },
+            "weather": {
+                "rule": 'event == "climate_change" && climate == "unsettled"',
+                "action": "emit",
+                "module": "ritual.weather",
+            },
+        }
+    )
     emit(hub, "alarm.bell")
     assert hub.breath.state().climate == "unsettled"
     # set_climate published the breath itself; its change is left for the next publish
@@ -276,9 +395,9 @@ def test_a_breath_change_an_action_causes_is_evaluated_at_the_next_publish(make)
 
 # -- caesura -------------------------------------------------------------------------------------
 
+
 def test_caesura_defers_non_essential_rituals_to_the_next_inhale(make):
-    hub = make({"archival": {"cooldown": 0},
-                "bell": {**BELL, "essential": True}})
+    hub = make({"archival": {"cooldown": 0}, "bell": {**BELL, "essential": True}})
     hub.breath.override_phase("night_hold", seconds=130)
     hub.orchestrator.publish_breath()  # the phase change: caesura declares the rest
     assert hub.breath.state().caesura is True
@@ -318,8 +437,13 @@ def test_a_deferral_and_a_cooldown_survive_a_restart(make):
     trigger = emit(hub, "memory.scroll", "return")
     assert [r["status"] for r in runs(hub, "archival")] == ["deferred"]
     hub.engine.close()
-    restarted = RitualEngine(load_rituals(tables, "test.toml"), clock=hub.clock, store=hub.store,
-                             breath=hub.breath, orchestrator=hub.orchestrator)
+    restarted = RitualEngine(
+        load_rituals(tables, "test.toml"),
+        clock=hub.clock,
+        store=hub.store,
+        breath=hub.breath,
+        orchestrator=hub.orchestrator,
+    )
     hub.orchestrator.rituals = hub.engine = restarted
     states = {r["name"]: r["state"] for r in restarted.describe()}
     assert states["archival"]["deferred"] == 1
@@ -348,6 +472,7 @@ def test_without_the_caesura_ritual_nothing_is_deferred(make):
 
 # -- the worker ----------------------------------------------------------------------------------
 
+
 def test_a_full_worker_queue_records_the_dropped_run(make, monkeypatch):
     started, release = threading.Event(), threading.Event()
 
@@ -356,8 +481,11 @@ def test_a_full_worker_queue_records_the_dropped_run(make, monkeypatch):
         release.wait(10)
         return actions.Outcome({"slow": True})
 
-    monkeypatch.setitem(actions.ACTIONS, "archive", actions.ActionType(
-        slow, actions.ACTIONS["archive"].params, background=True))
+    monkeypatch.setitem(
+        actions.ACTIONS,
+        "archive",
+        actions.ActionType(slow, actions.ACTIONS["archive"].params, background=True),
+    )
     hub = make({"archival": {"cooldown": 0}}, queue_size=1)
     emit(hub, "memory.scroll", "return")
     assert started.wait(5)  # the worker holds the first run
@@ -373,6 +501,7 @@ def test_a_full_worker_queue_records_the_dropped_run(make, monkeypatch):
 
 # -- one sequence --------------------------------------------------------------------------------
 
+
 def _item(gid: str, ts: float) -> StoreItem:
     return StoreItem(gid, validate_glint({"module": "a.b"}), "inhale", "t", ts, {}, "s")
 
@@ -380,16 +509,25 @@ def _item(gid: str, ts: float) -> StoreItem:
 def test_glints_runs_and_the_archive_share_one_sequence(tmp_path):
     store = SQLiteStore(tmp_path / "s.sqlite3")
     try:
-        assert [r.glint.seq for r in store.append_batch([_item("a", 1.0), _item("b", 2.0)])] == [1, 2]
+        assert [r.glint.seq for r in store.append_batch([_item("a", 1.0), _item("b", 2.0)])] == [
+            1,
+            2,
+        ]
         assert store.append_run("bell", "ok", 3.0, {"ritual": "bell"})[0] == 3
         assert store.append_batch([_item("c", 100.0)])[0].glint.seq == 4
         assert store.archive_before(50.0, 200.0)["moved"] == 2
         assert store.seq_bounds() == (1, 4)
         replay = store.replay_after(0, None, None, 10)
         assert [(e.kind, e.seq) for e in replay] == [
-            ("glint_emission", 1), ("glint_emission", 2), ("ritual", 3), ("glint_emission", 4)]
+            ("glint_emission", 1),
+            ("glint_emission", 2),
+            ("ritual", 3),
+            ("glint_emission", 4),
+        ]
         assert [(e.kind, e.seq) for e in store.replay_after(1, "a.*", None, 2)] == [
-            ("glint_emission", 2), ("ritual", 3)]  # filters apply to glints; limits to all
+            ("glint_emission", 2),
+            ("ritual", 3),
+        ]  # filters apply to glints; limits to all
         assert store.counts() == ({"inhale": 3}, {"a.b": 3})
     finally:
         store.close()
@@ -430,6 +568,7 @@ def test_two_connections_writing_one_file_never_share_a_seq(tmp_path):
 
 # -- the breath's protection state ---------------------------------------------------------------
 
+
 def test_throttle_lifts_only_below_its_release_level():
     clock = FakeClock(T0)
     breath = BreathEngine(BreathConfig(capacity=1.0, usage_window=10), clock)
@@ -466,5 +605,9 @@ def test_the_orchestrator_refuses_but_lets_ritual_glints_through(make):
     hub.breath.block(["10.0.0.9"], 60, "blocked")
     with pytest.raises(Refused) as caught:
         emit(hub, source="10.0.0.9")
-    assert (caught.value.status, caught.value.error, caught.value.retry_after) == (429, "source_blocked", 60)
+    assert (caught.value.status, caught.value.error, caught.value.retry_after) == (
+        429,
+        "source_blocked",
+        60,
+    )
     assert emit(hub, source="ritual:watch").seq == 1
