@@ -122,7 +122,15 @@ class MemoryHub:
 
     @property
     def listeners(self) -> int:
+        """Subscribers across the hub (one process: this one's)."""
         return len(self._subs)
+
+    @property
+    def local_listeners(self) -> int:
+        """Subscribers of this process (what the per-process cap counts)."""
+        return len(self._subs)
+
+    connected = True  # in-process delivery cannot lose its connection
 
     BACKLOG_POPULATION = 20
 

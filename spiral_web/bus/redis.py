@@ -137,6 +137,10 @@ class RedisHub:
         self._listener_cache = (now, value)
         return value
 
+    @property
+    def local_listeners(self) -> int:
+        return self.local.listeners
+
     def backlog(self) -> float:
         return self.local.backlog()
 

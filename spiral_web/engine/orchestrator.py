@@ -189,7 +189,7 @@ class Orchestrator:
     def statistics(self) -> dict[str, Any]:
         snap = self.stats.snapshot()
         snap.update(
-            stream_sync=self.stream_sync and getattr(self.hub, "connected", True),
+            stream_sync=self.stream_sync and self.hub.connected,
             listeners=self.hub.listeners,
             last_seq=self.last_published_seq,
             rates={

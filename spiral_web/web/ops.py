@@ -67,7 +67,7 @@ class SpiralCollector:
         yield GaugeMetricFamily(
             "spiral_listeners",
             "Subscribers connected to this process",
-            value=self.hub.hub.listeners,
+            value=self.hub.hub.local_listeners,
         )
         yield CounterMetricFamily(
             "spiral_events_published",

@@ -80,9 +80,8 @@ def _limits() -> Any:
         check_rate(source())
     elif endpoint in SUBSCRIBING:
         hub = spiral()
-        local = getattr(hub.hub, "local", hub.hub)  # joined through Redis: this process's own
         cap = hub.config.max_subscribers
-        if local.listeners >= cap:
+        if hub.hub.local_listeners >= cap:
             wait = random.randint(2, 8)  # spread the reconnects
             response = error(
                 503,
