@@ -4,27 +4,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-from .bus import MemoryHub
+from .bus import LocalCluster, MemoryHub
 from .config import Config
 from .engine.breath import BreathEngine
 from .engine.clock import Clock, FakeClock, SystemClock
+from .engine.events import Event
+from .engine.lineage import lineage
 from .engine.orchestrator import BreathTicker, Orchestrator
+from .engine.ports import Cluster, Hub, Record
 from .engine.rituals import RitualEngine
 from .engine.stats import Stats
 from .store import SQLiteStore
-
-if TYPE_CHECKING:
-    from .bus.redis import RedisHub
 
 
 @dataclass
 class Spiral:
     config: Config
     clock: Clock
-    store: SQLiteStore
-    hub: MemoryHub | RedisHub
+    store: Record
+    hub: Hub
+    cluster: Cluster
     breath: BreathEngine
     orchestrator: Orchestrator
     ticker: BreathTicker
@@ -32,57 +33,62 @@ class Spiral:
 
     @classmethod
     def build(cls, config: Config, clock: Clock | None = None) -> Spiral:
+        """Wire the parts the configuration asks for: SQLite, and Redis when `redis_url` is set."""
         if clock is None:
             clock = FakeClock(SystemClock().now()) if config.fake_clock else SystemClock()
-        store = SQLiteStore(config.db_path, synchronous=config.sqlite_sync)
+        record = SQLiteStore(config.db_path, synchronous=config.sqlite_sync)
         local = MemoryHub(capacity=config.hub_capacity)
-        breath = BreathEngine(config.breath(), clock, backlog=local.backlog)
-        stats = Stats(*store.counts())
-        hub: MemoryHub | RedisHub = local
-        claim = None
+        stats = Stats(*record.counts())
+        cluster: Cluster = LocalCluster()
         if config.redis_url:
-            from .bus.redis import (
-                RedisHub,
-            )  # only now: redis imports ssl, which gevent must patch first
+            # only now: redis imports ssl, which gevent must patch first
+            from .bus.redis import RedisCluster, RedisHub
 
+            cluster = RedisCluster(config.redis_url, prefix=config.redis_prefix)
+        breath = BreathEngine(config.breath(), clock, backlog=local.backlog, cluster=cluster)
+        hub: Hub = local
+        if config.redis_url:
             hub = RedisHub(
                 config.redis_url,
                 local,
-                store.replay_after,
-                store.seq_bounds()[1],
+                record.replay_after,
+                record.seq_bounds()[1],
+                top_seq=lambda: record.seq_bounds()[1],
                 on_deliver=_counter(stats, breath),
-                on_control=breath.apply_shared,
+                listeners=cluster.listeners,
                 prefix=config.redis_prefix,
             )
-            breath.share = hub.share
-            claim = hub.claim
         orchestrator = Orchestrator(
-            store, hub, breath, stats, count_on_commit=config.redis_url is None
+            record, hub, breath, stats, count_on_commit=config.redis_url is None
         )
         rituals = RitualEngine(
             config.rituals(),
             clock=clock,
-            store=store,
+            record=record,
             breath=breath,
             orchestrator=orchestrator,
-            **({"claim": claim} if claim else {}),
+            cluster=cluster,
         )
-        orchestrator.rituals = rituals
-        return cls(
-            config, clock, store, hub, breath, orchestrator, BreathTicker(orchestrator), rituals
-        )
+        orchestrator.observe(rituals.on_glint, rituals.on_breath)
+        ticker = BreathTicker(orchestrator)
+        return cls(config, clock, record, hub, cluster, breath, orchestrator, ticker, rituals)
 
     def start(self) -> None:
-        """Start the background loops: the breath ticker (when configured) and the Redis reader."""
+        """Start the background loops: the breath ticker (when configured), the cluster's and the
+        hub's readers (joined through Redis)."""
         if self.config.start_ticker:
             self.ticker.start()
-        if self.config.redis_url:
-            self.hub.start()  # type: ignore[union-attr]
+        self.cluster.start(self.breath.apply_shared, lambda: self.hub.local_listeners)
+        self.hub.start()
+
+    def lineage(self, gid: str) -> dict[str, Any] | None:
+        """A glint's ancestors and descendant tree (bounded), or None when it is unknown."""
+        return lineage(self.store, gid)
 
     def ready(self) -> dict[str, bool]:
         checks = {"store": self.store.ping()}
         if self.config.redis_url:
-            checks["redis"] = self.hub.ping()  # type: ignore[union-attr]
+            checks["redis"] = self.hub.ping() and self.cluster.ping()
         return checks
 
     def shutdown(self) -> None:
@@ -90,19 +96,18 @@ class Spiral:
         self.ticker.stop()
         self.rituals.close()
         self.hub.close()
+        self.cluster.close()
 
     def close(self) -> None:
-        self.ticker.stop()
-        self.rituals.close()
-        self.hub.close()
+        self.shutdown()
         self.store.close()
 
 
 def _counter(stats: Stats, breath: BreathEngine):
     """Count every glint the hub delivers (joined workers see the whole hub's traffic)."""
 
-    def on_deliver(event, remote: bool) -> None:
-        if event.kind == "glint_emission":
+    def on_deliver(event: Event, remote: bool) -> None:
+        if event.kind == "glint_emission" and event.module and event.phase:
             stats.count(event.module, event.phase)
             if remote:
                 breath.record_ingest("remote")

@@ -132,6 +132,12 @@ class MemoryHub:
 
     connected = True  # in-process delivery cannot lose its connection
 
+    def ping(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        """Nothing runs in the background: publishers hand events to subscribers directly."""
+
     BACKLOG_POPULATION = 20
 
     def backlog(self) -> float:

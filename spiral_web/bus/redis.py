@@ -1,11 +1,15 @@
-"""Many workers and hosts as one hub, through Redis pub/sub.
+"""Many workers and hosts as one hub, through Redis.
 
-SQLite stays the record; Redis only carries events between processes. Every worker delivers events
-to its own subscribers strictly in seq order: seqs are allocated inside serialized SQLite write
-transactions, so when seq N is published every seq below N is already committed, and a gap (a
-message lost while Redis was away, a worker killed between commit and publish) is filled from the
-store before N is delivered. Events without a seq (the breath) are computed by every worker alike
-and never cross Redis.
+`RedisHub` carries events between processes over pub/sub; the record (SQLite or PostgreSQL) stays
+the source of truth. Every worker delivers events to its own subscribers strictly in seq order:
+seqs become visible in seq order (engine/ports.py), so when seq N arrives every seq below N is
+already committed, and a gap (a message lost while Redis was away, a worker killed between commit
+and publish) is filled from the record before N is delivered. A look at the record's top seq about
+once a second bounds the delay a lost last message can cause. Events without a seq (the breath)
+are computed by every worker alike and never cross Redis.
+
+`RedisCluster` is what the workers share: listener counts, claims, cooldowns, windows and token
+buckets (each one atomic in Redis, with Lua where it reads and writes), and control messages.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import redis
 
 from ..engine.events import Event, Filters
+from ..engine.ports import ControlHandler
 from .memory import MemoryHub, Subscription
 
 log = logging.getLogger(__name__)
@@ -29,7 +35,18 @@ log = logging.getLogger(__name__)
 CHANNEL = "events"
 CONTROL = "control"
 LISTENERS = "listeners"
-CLAIMS = "claim:"
+KEPT = "kept"
+TOP_CHECK_SECONDS = 1.0
+
+
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+    )
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class RedisHub:
@@ -41,28 +58,24 @@ class RedisHub:
         local: MemoryHub,
         replay_after: Callable[[int, str | None, str | None, int], list[Event]],
         last_seq: int,
+        top_seq: Callable[[], int] | None = None,
         on_deliver: Callable[[Event, bool], None] = lambda event, remote: None,
-        on_control: Callable[[str, list[object]], None] = lambda op, payload: None,
+        listeners: Callable[[int], int] | None = None,
         prefix: str = "spiral:",
     ) -> None:
         self.local = local
         self.url = url
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_id = _worker_id()
         self._replay_after = replay_after
+        self._top_seq = top_seq  # the record's newest seq: a lost last message is found by it
         self._on_deliver = on_deliver  # (event, stored by another worker?) for global statistics
-        self._on_control = on_control  # a breath change another worker made (override, block, …)
+        self._global_listeners = listeners or (lambda local: local)
         self._channel = prefix + CHANNEL
-        self._control = prefix + CONTROL
-        self._listeners_key = prefix + LISTENERS
-        self._claims = prefix + CLAIMS
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
-        )
+        self._redis = _client(url)
         self._last = last_seq  # highest seq delivered to local subscribers; reader thread only
         self._deliver_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._listener_cache = (0.0, 0)
         self.connected = False
         self.capacity = local.capacity
 
@@ -85,57 +98,21 @@ class RedisHub:
         try:
             self._redis.publish(self._channel, head + b"\n" + body)
         except redis.RedisError as exc:
-            # Stored already; the other workers' readers fill the gap from SQLite when Redis is
-            # back,
-            # and this worker delivers its own event now so its listeners do not wait.
+            # Stored already; the other workers' readers fill the gap from the record when Redis
+            # is back, and this worker delivers its own event now so its listeners do not wait.
             log.warning("redis publish failed (seq %s): %s", seq, exc)
             self.connected = False
             self._fill_gap(seq)
             self._deliver(event, remote=False)
         return event
 
-    def share(self, op: str, payload: list[object]) -> None:
-        """Send a breath change (override, rejection, block…) to the other workers."""
-        try:
-            self._redis.publish(
-                self._control, orjson.dumps({"op": op, "p": payload, "w": self.worker_id})
-            )
-        except redis.RedisError as exc:
-            log.warning("redis: could not share %s: %s", op, exc)
-
-    def claim(self, key: str, seconds: float = 3600.0) -> bool:
-        """True for exactly one worker asking for `key` (e.g. one ritual run per phase change).
-
-        Without Redis every worker would claim; when Redis is away this worker goes ahead."""
-        try:
-            return bool(
-                self._redis.set(self._claims + key, self.worker_id, nx=True, ex=int(seconds))
-            )
-        except redis.RedisError:
-            return True
-
     def subscribe(self, filters: Filters | None = None) -> Subscription:
         return self.local.subscribe(filters)
 
     @property
     def listeners(self) -> int:
-        """Subscribers across every worker (each reports its own count every second)."""
-        now = time.monotonic()
-        at, value = self._listener_cache
-        if now - at < 1.0:
-            return value
-        try:
-            counts = self._redis.hgetall(self._listeners_key)
-            cutoff = time.time() - 5
-            value = 0
-            for raw in counts.values():
-                n, _, stamp = raw.decode().partition("@")
-                if float(stamp or 0) >= cutoff:
-                    value += int(n)
-        except redis.RedisError:
-            value = self.local.listeners
-        self._listener_cache = (now, value)
-        return value
+        """Subscribers across every worker."""
+        return self._global_listeners(self.local.listeners)
 
     @property
     def local_listeners(self) -> int:
@@ -166,33 +143,25 @@ class RedisHub:
 
     def close(self) -> None:
         self._stop.set()
-        try:
-            self._redis.hdel(self._listeners_key, self.worker_id)
-        except redis.RedisError:
-            pass
         self.local.close()
 
     def _run(self) -> None:
         delay = 0.1
-        next_report = 0.0
         while not self._stop.is_set():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self._channel, self._control)
+                pubsub.subscribe(self._channel)
                 self.connected = True
                 delay = 0.1
                 self._fill_gap(None)  # whatever was published while we were away
+                next_check = time.monotonic() + TOP_CHECK_SECONDS
                 while not self._stop.is_set():
-                    if time.monotonic() >= next_report:
-                        self._report_listeners()
-                        next_report = time.monotonic() + 1.0
                     message = pubsub.get_message(timeout=0.5)
-                    if message is None:
-                        continue
-                    if message["channel"] == self._control.encode():
-                        self._control_message(message["data"])
-                    else:
+                    if message is not None:
                         self._receive(message["data"])
+                    if time.monotonic() >= next_check:
+                        self._check_top()
+                        next_check = time.monotonic() + TOP_CHECK_SECONDS
             except (redis.RedisError, OSError) as exc:
                 if self.connected:
                     log.warning("redis connection lost: %s", exc)
@@ -205,18 +174,20 @@ class RedisHub:
                 except Exception:
                     pass
 
-    def _report_listeners(self) -> None:
-        self._redis.hset(
-            self._listeners_key, self.worker_id, f"{self.local.listeners}@{time.time():.3f}"
-        )
-
-    def _control_message(self, raw: bytes) -> None:
-        msg = orjson.loads(raw)
-        if msg.get("w") != self.worker_id:
-            try:
-                self._on_control(msg["op"], msg["p"])
-            except Exception:
-                log.exception("redis: could not apply %s from another worker", msg.get("op"))
+    def _check_top(self) -> None:
+        """A worker killed between its commit and its publish leaves seqs no message announces:
+        the record's top seq reveals them."""
+        if self._top_seq is None:
+            return
+        try:
+            top = self._top_seq()
+        except Exception as exc:  # the record is away: the next look will do
+            log.debug("could not read the record's top seq: %s", exc)
+            return
+        with self._deliver_lock:
+            behind = top > self._last
+        if behind:
+            self._fill_gap(top + 1)
 
     def _receive(self, raw: bytes) -> None:
         head, _, body = raw.partition(b"\n")
@@ -226,7 +197,7 @@ class RedisHub:
         self._deliver(event, remote=meta["w"] != self.worker_id)
 
     def _fill_gap(self, upto: int | None) -> None:
-        """Deliver from the store whatever lies between the last delivered seq and `upto`."""
+        """Deliver from the record whatever lies between the last delivered seq and `upto`."""
         while True:
             with self._deliver_lock:
                 last = self._last
@@ -251,3 +222,213 @@ class RedisHub:
                 event.kind, data=event.data, seq=event.seq, module=event.module, phase=event.phase
             )
             self._on_deliver(event, remote)
+
+
+# Each script reads and writes one key atomically. Times are the engine clock's (ARGV), so that
+# a fake clock in tests means the same to every worker; keys expire in real time, generously.
+_COOLDOWN = """
+local until = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until > tonumber(ARGV[1]) then return tostring(until) end
+redis.call('SET', KEYS[1], tostring(tonumber(ARGV[1]) + tonumber(ARGV[2])), 'EX', ARGV[3])
+return false
+"""
+_HITS = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZCARD', KEYS[1])
+"""
+_TAKE = """
+local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local allowed = tokens >= 1
+if allowed then tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if allowed then return false end
+return tostring((1 - tokens) / rate)
+"""
+
+
+class RedisCluster:
+    """What the workers of one hub share, in Redis. When Redis is away each worker decides alone
+    (claims and cooldowns go ahead, buckets allow), and `ping` says so to /readyz."""
+
+    def __init__(self, url: str, prefix: str = "spiral:") -> None:
+        self.worker_id = _worker_id()
+        self._redis = _client(url)
+        self._prefix = prefix
+        self._control = prefix + CONTROL
+        self._listeners_key = prefix + LISTENERS
+        self._kept_key = prefix + KEPT
+        self._cooldown = self._redis.register_script(_COOLDOWN)
+        self._hits = self._redis.register_script(_HITS)
+        self._take = self._redis.register_script(_TAKE)
+        self._listener_cache = (0.0, 0)
+        self._local_listeners: Callable[[], int] = lambda: 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_control: ControlHandler = lambda op, payload: None
+        self.connected = False
+
+    def claim(self, key: str, seconds: float) -> bool:
+        try:
+            return bool(
+                self._redis.set(
+                    self._prefix + "claim:" + key, self.worker_id, nx=True, ex=max(1, int(seconds))
+                )
+            )
+        except redis.RedisError:
+            return True
+
+    def cooldown(self, key: str, now: float, seconds: float) -> float | None:
+        try:
+            until = self._cooldown(
+                keys=[self._prefix + "cooldown:" + key], args=[now, seconds, _ttl(seconds)]
+            )
+        except redis.RedisError:
+            return None
+        return float(until) if until else None
+
+    def hits(self, key: str, now: float, window: float) -> int:
+        try:
+            return int(
+                self._hits(
+                    keys=[self._prefix + "hits:" + key],
+                    args=[now, window, f"{now}:{uuid.uuid4().hex[:8]}", _ttl(window)],
+                )
+            )
+        except redis.RedisError:
+            return 1
+
+    def forget(self, key: str) -> None:
+        try:
+            self._redis.delete(self._prefix + "hits:" + key)
+        except redis.RedisError:
+            pass
+
+    def take(self, key: str, now: float, rate: float, burst: float) -> float | None:
+        try:
+            wait = self._take(
+                keys=[self._prefix + "bucket:" + key],
+                args=[now, rate, burst, _ttl(burst / rate)],
+            )
+        except redis.RedisError:
+            return None
+        return float(wait) if wait else None
+
+    def share(
+        self, op: str, payload: list[Any], until: float | None = None, slot: str | None = None
+    ) -> None:
+        message = orjson.dumps({"op": op, "p": payload, "w": self.worker_id})
+        try:
+            if until is not None:
+                kept = orjson.dumps({"op": op, "p": payload, "until": until})
+                self._redis.hset(self._kept_key, slot or op, kept)
+            self._redis.publish(self._control, message)
+        except redis.RedisError as exc:
+            log.warning("redis: could not share %s: %s", op, exc)
+
+    def remembered(self, now: float) -> list[tuple[str, list[Any]]]:
+        try:
+            kept = self._redis.hgetall(self._kept_key)
+        except redis.RedisError as exc:
+            log.warning("redis: could not read the shared state: %s", exc)
+            return []
+        out = []
+        for slot, raw in kept.items():
+            item = orjson.loads(raw)
+            if item["until"] > now:
+                out.append((item["until"], item["op"], item["p"]))
+            else:
+                try:
+                    self._redis.hdel(self._kept_key, slot)
+                except redis.RedisError:
+                    pass
+        return [(op, payload) for _, op, payload in sorted(out, key=lambda x: x[0])]
+
+    def listeners(self, local: int) -> int:
+        """Subscribers across every worker (each reports its own count every second)."""
+        now = time.monotonic()
+        at, value = self._listener_cache
+        if now - at < 1.0:
+            return value
+        try:
+            counts = self._redis.hgetall(self._listeners_key)
+            cutoff = time.time() - 5
+            value = 0
+            for raw in counts.values():
+                n, _, stamp = raw.decode().partition("@")
+                if float(stamp or 0) >= cutoff:
+                    value += int(n)
+        except redis.RedisError:
+            value = local
+        self._listener_cache = (now, value)
+        return value
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping()) and self.connected
+        except redis.RedisError:
+            return False
+
+    def start(self, on_control: ControlHandler, local_listeners: Callable[[], int]) -> None:
+        self._on_control = on_control
+        self._local_listeners = local_listeners
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spiral-cluster", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._redis.hdel(self._listeners_key, self.worker_id)
+        except redis.RedisError:
+            pass
+
+    def _run(self) -> None:
+        delay = 0.1
+        next_report = 0.0
+        while not self._stop.is_set():
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self._control)
+                self.connected = True
+                delay = 0.1
+                while not self._stop.is_set():
+                    if time.monotonic() >= next_report:
+                        self._redis.hset(
+                            self._listeners_key,
+                            self.worker_id,
+                            f"{self._local_listeners()}@{time.time():.3f}",
+                        )
+                        next_report = time.monotonic() + 1.0
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None:
+                        self._control_message(message["data"])
+            except (redis.RedisError, OSError) as exc:
+                if self.connected:
+                    log.warning("redis connection lost: %s", exc)
+                self.connected = False
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+
+    def _control_message(self, raw: bytes) -> None:
+        msg = orjson.loads(raw)
+        if msg.get("w") != self.worker_id:
+            try:
+                self._on_control(msg["op"], msg["p"])
+            except Exception:
+                log.exception("redis: could not apply %s from another worker", msg.get("op"))
+
+
+def _ttl(seconds: float) -> int:
+    """Real seconds a key outlives what it holds (engine time may be a test's fake clock)."""
+    return max(60, int(seconds) + 3600)

@@ -76,7 +76,7 @@ def archive(ctx: RunContext) -> Outcome:
     days = float(ctx.params["retention_days"])
     now = ctx.engine.clock.now()
     cutoff = now - days * 86400.0
-    summary = ctx.engine.store.archive_before(cutoff, now)
+    summary = ctx.engine.record.archive_before(cutoff, now)
     since = summary["since_last"]["since"]
     result = {
         "moved": summary["moved"],

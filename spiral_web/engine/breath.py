@@ -11,10 +11,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from .clock import Clock
 from .windows import SecondCounter
+
+if TYPE_CHECKING:
+    from .ports import Cluster
 
 Phase = Literal["inhale", "hold", "exhale", "return", "night_hold"]
 Climate = Literal["clear", "unsettled", "suspicious"]
@@ -287,11 +291,13 @@ class BreathEngine:
     def __init__(
         self,
         config: BreathConfig,
-        clock,
+        clock: Clock,
         backlog: Callable[[], float] = lambda: 0.0,
+        cluster: Cluster | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self._cluster = cluster  # the other workers of the hub, told of every change made here
         self._backlog = backlog
         self._lock = threading.Lock()
         self._climate = ClimateTracker(config)
@@ -305,8 +311,10 @@ class BreathEngine:
         self._blocked: dict[str, float] = {}  # source → blocked until
         self._alerts: list[Alert] = []
         self._caesura_until = 0.0
-        self.share: Callable[[str, list[Any]], None] | None = None  # set when workers are joined
         self._applying = threading.local()
+        if cluster is not None:  # what other workers set before this one started still holds
+            for op, payload in cluster.remembered(clock.now()):
+                self.apply_shared(op, payload)
 
     # -- signals -------------------------------------------------------------------------------
     def record_ingest(self, source: str, n: int = 1) -> None:
@@ -328,7 +336,7 @@ class BreathEngine:
         now = self.clock.now()
         with self._lock:
             self._phase_override = None if phase is None else Override(phase, now, now + seconds)
-        self._share("phase_override", [phase, now, now + seconds])
+        self._share("phase_override", [phase, now, now + seconds], now + seconds)
 
     def override_climate(self, climate: str | None, seconds: float = 300.0) -> None:
         if climate is not None and climate not in CLIMATES:
@@ -338,13 +346,15 @@ class BreathEngine:
             self._climate_override = (
                 None if climate is None else Override(climate, now, now + seconds)
             )
-        self._share("climate_override", [climate, now, now + seconds])
+        self._share("climate_override", [climate, now, now + seconds], now + seconds)
 
     # -- sharing with other workers ------------------------------------------------------------
-    def _share(self, op: str, payload: list[Any]) -> None:
-        """Tell the other workers (through `self.share`, set when Redis joins them) what changed."""
-        if self.share is not None and not getattr(self._applying, "remote", False):
-            self.share(op, payload)
+    def _share(
+        self, op: str, payload: list[Any], until: float | None = None, slot: str | None = None
+    ) -> None:
+        """Tell the other workers what changed here (kept until `until` for later workers)."""
+        if self._cluster is not None and not getattr(self._applying, "remote", False):
+            self._cluster.share(op, payload, until, slot)
 
     def apply_shared(self, op: str, payload: list[Any]) -> None:
         """Apply a change another worker made, without telling the others again."""
@@ -399,7 +409,7 @@ class BreathEngine:
             alert = Alert(kind, tuple(fresh), now, until, message)
             self._alerts.append(alert)
             del self._alerts[: -self.MAX_ALERTS]
-        self._share("block", [fresh, now, until, message, kind])
+        self._share("block", [fresh, now, until, message, kind], until, f"block:{now}:{kind}")
         return fresh, alert
 
     def declare_caesura(self, until: float) -> bool:
@@ -408,7 +418,7 @@ class BreathEngine:
         with self._lock:
             fresh = self._caesura_until <= now
             self._caesura_until = max(self._caesura_until, until)
-        self._share("caesura", [until])
+        self._share("caesura", [until], until)
         return fresh
 
     def refusal(self, source: str) -> Refusal | None:

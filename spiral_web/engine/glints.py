@@ -170,41 +170,6 @@ class Glint:
     json: bytes
 
     @classmethod
-    def build(
-        cls,
-        seq: int,
-        gid: str,
-        data: GlintIn,
-        phase: str,
-        received_at: str,
-        breath: dict[str, Any],
-        source: str,
-    ) -> Glint:
-        record = {
-            "id": gid,
-            "seq": seq,
-            "module": data.module,
-            "phase": phase,
-            "context": data.context,
-            "parent_id": data.parent_id,
-            "received_at": received_at,
-            "breath": breath,
-            "source": source,
-        }
-        return cls(
-            seq,
-            gid,
-            data.module,
-            phase,
-            data.context,
-            data.parent_id,
-            received_at,
-            breath,
-            source,
-            orjson.dumps(record),
-        )
-
-    @classmethod
     def from_json(cls, raw: bytes | str) -> Glint:
         d = orjson.loads(raw)
         raw_bytes = raw.encode() if isinstance(raw, str) else raw
@@ -223,3 +188,82 @@ class Glint:
 
     def to_dict(self) -> dict[str, Any]:
         return orjson.loads(self.json)
+
+
+@dataclass(frozen=True, slots=True)
+class GlintDraft:
+    """A glint the domain decided to store, lacking only its seq.
+
+    `tail` is its JSON body after `{"seq":N,`: a record (SQLite in Python, PostgreSQL in the
+    statement that allocates the seq) puts the seq in front without parsing or re-serializing."""
+
+    id: str
+    module: str
+    phase: str
+    context: dict[str, Any]
+    parent_id: str | None
+    received_at: str
+    received_ts: float
+    breath: dict[str, Any]
+    source: str
+    phase_given: bool  # the publisher named the phase (else it is the breath's at receipt)
+    tail: bytes
+
+    @classmethod
+    def stamp(
+        cls,
+        gid: str,
+        data: GlintIn,
+        phase: str,
+        received_at: str,
+        received_ts: float,
+        breath: dict[str, Any],
+        source: str,
+    ) -> GlintDraft:
+        """The draft of a validated glint, stamped with its receipt (serialized here, once)."""
+        record = {
+            "id": gid,
+            "module": data.module,
+            "phase": phase,
+            "context": data.context,
+            "parent_id": data.parent_id,
+            "received_at": received_at,
+            "breath": breath,
+            "source": source,
+        }
+        return cls(
+            gid,
+            data.module,
+            phase,
+            data.context,
+            data.parent_id,
+            received_at,
+            received_ts,
+            breath,
+            source,
+            data.phase is not None,
+            orjson.dumps(record)[1:],
+        )
+
+    def body(self, seq: int) -> bytes:
+        """The stored JSON body under `seq` (what `seq_prefix` + `tail` make)."""
+        return seq_prefix(seq) + self.tail
+
+    def glint(self, seq: int) -> Glint:
+        return Glint(
+            seq,
+            self.id,
+            self.module,
+            self.phase,
+            self.context,
+            self.parent_id,
+            self.received_at,
+            self.breath,
+            self.source,
+            self.body(seq),
+        )
+
+
+def seq_prefix(seq: int) -> bytes:
+    """The start of every stored body: `{"seq":N,` (a body's fields follow in its tail)."""
+    return b'{"seq":%d,' % seq

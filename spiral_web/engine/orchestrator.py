@@ -11,14 +11,16 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from .batch import Decision, plan_batch
 from .breath import BreathEngine, BreathState, Refusal, iso
-from .glints import Glint, GlintError, GlintIn, new_glint_id
-from .ports import StoreItem
+from .glints import Glint, GlintDraft, GlintError, GlintIn, new_glint_id
+from .ports import Hub, IdTaken, Record, RunDraft
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -53,31 +55,51 @@ class EmitResult:
 
 
 class _Pending:
-    __slots__ = ("item", "result", "done", "event")
+    __slots__ = ("draft", "result", "done", "event")
 
-    def __init__(self, item: Any) -> None:
-        self.item = item
-        self.result: Any = None
+    def __init__(self, draft: GlintDraft) -> None:
+        self.draft = draft
+        self.result: Decision | BaseException | None = None
         self.done = False
         self.event = threading.Event()  # set when a commit (anyone's) answered this glint
 
 
 class Orchestrator:
+    """Takes a glint from any entry point: refuse or stamp it, decide, store, count, publish."""
+
+    PLAN_ATTEMPTS = 5  # an id another writer stored meanwhile: look again and decide again
+
     def __init__(
-        self, store, hub, breath: BreathEngine, stats: Stats, count_on_commit: bool = True
+        self,
+        record: Record,
+        hub: Hub,
+        breath: BreathEngine,
+        stats: Stats,
+        count_on_commit: bool = True,
     ) -> None:
-        self.store = store
+        self.record = record
         self.hub = hub
         self.breath = breath
         self.stats = stats
         self._queue: deque[_Pending] = deque()
         self._commit_lock = threading.Lock()
         self.stream_sync = True
-        self.last_published_seq = store.seq_bounds()[1]
-        self.rituals: Any = None  # the RitualEngine, attached once both exist
+        self.last_published_seq = record.seq_bounds()[1]
+        self._observers: list[Callable[[Glint, BreathState], None]] = []
+        self._breath_observers: list[Callable[[BreathState], None]] = []
         # In one process the orchestrator counts what it commits; joined through Redis, every
         # worker counts what the hub delivers instead, so each sees the whole hub's figures.
         self.count_on_commit = count_on_commit
+
+    def observe(
+        self,
+        glint: Callable[[Glint, BreathState], None],
+        breath: Callable[[BreathState], None],
+    ) -> None:
+        """Call `glint` with every new glint from outside (after its commit) and `breath` with every
+        breath publish: the ritual scheduler watches the hub this way."""
+        self._observers.append(glint)
+        self._breath_observers.append(breath)
 
     def emit(self, data: GlintIn, source: str = "local") -> EmitResult:
         """Store and broadcast one glint; raises GlintError when it cannot be accepted."""
@@ -89,14 +111,14 @@ class Orchestrator:
         state = self.breath.state()
         now = state.now
         pending = _Pending(
-            StoreItem(
-                gid=data.id or new_glint_id(),
-                data=data,
-                phase=data.phase or state.phase,
-                received_at=iso(now),
-                received_ts=now,
-                breath=state.stamp(),
-                source=source,
+            GlintDraft.stamp(
+                data.id or new_glint_id(),
+                data,
+                data.phase or state.phase,
+                iso(now),
+                now,
+                state.stamp(),
+                source,
             )
         )
         self._queue.append(pending)
@@ -113,24 +135,23 @@ class Orchestrator:
                     self._commit_lock.release()
             else:
                 pending.event.wait(0.05)
-        result = pending.result
-        if isinstance(result, Exception):
-            raise result
-        if result.error:  # the entry point counts the refusal for the climate, as for any 4xx
-            raise GlintError(
-                422,
-                "invalid_glint",
-                result.error,
-                [{"field": "parent_id", "problem": result.error}],
-            )
-        if not result.duplicate:
+        decision = pending.result
+        if isinstance(decision, BaseException):
+            raise decision
+        assert decision is not None
+        if decision.error is not None:  # the entry point counts it for the climate, as any 4xx
+            raise decision.error
+        glint = decision.glint
+        assert glint is not None
+        if not decision.duplicate:
             self.breath.record_ingest(source)
-            if self.rituals is not None and not from_ritual:
-                try:  # after the commit and outside the lock; never fails the glint
-                    self.rituals.on_glint(result.glint, state)
-                except Exception:
-                    log.exception("ritual evaluation failed for glint %s", result.glint.id)
-        return EmitResult(result.glint, result.duplicate, self.hub.listeners)
+            if not from_ritual:
+                for observer in self._observers:
+                    try:  # after the commit and outside the lock; never fails the glint
+                        observer(glint, state)
+                    except Exception:
+                        log.exception("ritual evaluation failed for glint %s", glint.id)
+        return EmitResult(glint, decision.duplicate, self.hub.listeners)
 
     def publish_run(
         self, ritual: str, status: str, at_ts: float, record: dict[str, Any]
@@ -139,7 +160,7 @@ class Orchestrator:
 
         Under the commit lock, like glints, so that events reach the hub in seq order."""
         with self._commit_lock:
-            seq, data = self.store.append_run(ritual, status, at_ts, record)
+            seq, data = self.record.append_run(RunDraft(ritual, status, at_ts, record))
             self.hub.publish("ritual", data=data, seq=seq)
             self.last_published_seq = seq
         return seq, data
@@ -149,39 +170,50 @@ class Orchestrator:
         while self._queue:
             batch.append(self._queue.popleft())
         try:
-            results = self.store.append_batch([p.item for p in batch])
-        except BaseException as exc:  # the store failed: nobody in the batch is acknowledged
+            decisions = self._store([p.draft for p in batch])
+        except BaseException as exc:  # the record failed: nobody in the batch is acknowledged
             self.stream_sync = False
-            failure = (
-                exc if isinstance(exc, Exception) else RuntimeError("the commit was interrupted")
-            )
             for p in batch:
-                p.result, p.done = failure, True
+                p.result, p.done = exc, True
                 p.event.set()
             if not isinstance(exc, Exception):
                 raise
             return
-        for p, r in zip(batch, results, strict=True):
-            if r.glint is not None and not r.duplicate:
-                g = r.glint
+        for p, decision in zip(batch, decisions, strict=True):
+            g = decision.glint
+            if g is not None and not decision.duplicate and decision.error is None:
                 if self.count_on_commit:
                     self.stats.count(g.module, g.phase)
                 self.hub.publish(
                     "glint_emission", data=g.json, seq=g.seq, module=g.module, phase=g.phase
                 )
                 self.last_published_seq = g.seq
-            p.result, p.done = r, True
+            p.result, p.done = decision, True
             p.event.set()
         self.stream_sync = True
+
+    def _store(self, drafts: list[GlintDraft]) -> list[Decision]:
+        """Decide the batch against the record and store what is new, in one transaction."""
+        wanted = {d.id for d in drafts} | {d.parent_id for d in drafts if d.parent_id}
+        for _ in range(self.PLAN_ATTEMPTS):
+            plan = plan_batch(drafts, self.record.lookup(wanted))
+            if not plan.new:
+                return plan.outcomes(None)
+            try:
+                first = self.record.append(plan.new)
+            except IdTaken:
+                continue  # another writer stored one of these ids since the lookup
+            return plan.outcomes(first)
+        raise RuntimeError("the batch kept meeting ids other writers stored at the same time")
 
     def publish_breath(self, state: BreathState | None = None, force: bool = False) -> BreathState:
         """Publish a `breath` event when the state changed in a way listeners care about."""
         state = state or self.breath.state()
         if self.breath.changed(state) or force:
             self.hub.publish("breath", data=orjson.dumps(state.to_dict()))
-        if self.rituals is not None:  # phase and climate changes can trigger rituals
+        for observer in self._breath_observers:  # phase and climate changes can trigger rituals
             try:
-                self.rituals.on_breath(state)
+                observer(state)
             except Exception:
                 log.exception("ritual evaluation failed for a breath change")
         return state

@@ -31,7 +31,9 @@ import orjson
 
 from .actions import ACTIONS, CROSS_CHECKS, ActionError, Outcome, RunContext
 from .breath import PHASES, BreathEngine, BreathState, iso
+from .clock import Clock
 from .glints import Glint
+from .ports import Cluster, Record
 from .rules import Rule, RuleError, activation, prepare
 
 if TYPE_CHECKING:
@@ -257,21 +259,21 @@ class RitualEngine:
         self,
         specs: list[RitualSpec],
         *,
-        clock,
-        store,
+        clock: Clock,
+        record: Record,
         breath: BreathEngine,
         orchestrator: Orchestrator,
+        cluster: Cluster,
         queue_size: int = QUEUE_SIZE,
-        claim: Callable[[str], bool] = lambda key: True,
     ) -> None:
         self.specs = {s.name: s for s in specs}
         self.clock = clock
-        self.store = store
+        self.record = record
         self.breath = breath
         self.orchestrator = orchestrator
-        # A breath change is seen by every worker; `claim` lets exactly one of them act on it
+        # A breath change is seen by every worker; a claim lets exactly one of them act on it
         # (glints need no claim: only the worker that stored a glint evaluates it).
-        self.claim = claim
+        self.cluster = cluster
         self.stopping = threading.Event()  # set on close: webhook backoffs end at once
         self._order = [s for s in specs if s.enabled]
         self._caesura = any(s.action == "caesura" for s in self._order)
@@ -340,8 +342,8 @@ class RitualEngine:
         self, spec: RitualSpec, event: str, glint: Glint | None, state: BreathState
     ) -> None:
         """Gate one matching ritual (phases, window, cooldown, caesura), then run or record it."""
-        if glint is None and not self.claim(
-            f"{spec.name}:{event}:{state.phase_started_at}:{state.climate}"
+        if glint is None and not self.cluster.claim(
+            f"breath:{spec.name}:{event}:{state.phase_started_at}:{state.climate}", 3600.0
         ):
             return  # another worker took this breath change
         now = self.clock.now()
@@ -611,7 +613,7 @@ class RitualEngine:
 
     def _restore(self) -> None:
         """Last runs, cooldowns and pending deferrals survive a restart."""
-        ran = {name: orjson.loads(body) for name, body in self.store.last_runs().items()}
+        ran = {name: orjson.loads(body) for name, body in self.record.last_runs().items()}
         for name, run in ran.items():
             if name not in self._state:
                 continue
@@ -619,11 +621,11 @@ class RitualEngine:
             st = self._state[name]
             st.last_run_at, st.last_status, st.last_seq = at, run["status"], run["seq"]
             st.cooldown_until = at + self.specs[name].cooldown
-        for name, body in self.store.last_runs(("deferred",)).items():
+        for name, body in self.record.last_runs(("deferred",)).items():
             run = orjson.loads(body)
             if name not in self._state or run["seq"] < ran.get(name, {}).get("seq", 0):
                 continue  # a later run completed it
-            trigger = self.store.get(run["trigger_id"]) if run["trigger_id"] else None
+            trigger = self.record.get(run["trigger_id"]) if run["trigger_id"] else None
             self._state[name].deferred = _Deferred(run["trigger_event"], trigger, 1, run["seq"])
             self._deferred_pending = True
 

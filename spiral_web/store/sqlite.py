@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..engine.events import Event
-from ..engine.glints import Glint
-from ..engine.ports import StoreItem, StoreResult
+from ..engine.glints import Glint, GlintDraft
+from ..engine.ports import IdTaken, RunDraft
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS glints (
@@ -83,8 +83,6 @@ CREATE INDEX IF NOT EXISTS ritual_runs_ritual ON ritual_runs(ritual, seq);
 # The tables that hold replayable events, each keyed by seq.
 _SEQ_TABLES = ("glints", "archive", "ritual_runs")
 
-LINEAGE_LIMIT = 200
-
 
 class SQLiteStore:
     """One writer connection, one reader connection; both guarded, both usable from greenlets."""
@@ -138,99 +136,74 @@ class SQLiteStore:
         return conn.execute("SELECT value FROM sequence WHERE id = 1").fetchone()[0]
 
     # -- writes --------------------------------------------------------------------------------
-    def append_batch(self, items: Sequence[StoreItem]) -> list[StoreResult]:
-        """Write a batch in one transaction; a duplicate id answers the stored glint instead."""
-        results = [StoreResult() for _ in items]
+    def lookup(self, ids: Collection[str]) -> dict[str, Glint]:
+        """The stored glints (hot or archived) among `ids`."""
+        if not ids:
+            return {}
+        wanted = list(ids)
+        marks = ",".join("?" * len(wanted))
+        # archived ids stay taken: a retried glint is still a duplicate after archival
+        rows = self._read(
+            f"SELECT id, body FROM glints WHERE id IN ({marks}) UNION ALL "
+            f"SELECT id, body FROM archive WHERE id IN ({marks})",
+            wanted + wanted,
+        )
+        return {gid: Glint.from_json(body) for gid, body in rows}
+
+    def append(self, drafts: Sequence[GlintDraft]) -> int:
+        """Store `drafts` under the next seqs in one transaction; IdTaken if an id is stored."""
         with self._wlock:
             w = self._w
             w.execute("BEGIN IMMEDIATE")
             try:
-                ids = list({it.gid for it in items})
-                existing = self._bodies_by_id(w, ids)
-                parents = {it.data.parent_id for it in items if it.data.parent_id}
-                known_parents = set(self._existing_ids(w, list(parents))) if parents else set()
-                seq = first = self._seq(w)
-                rows = []
-                for item, result in zip(items, results, strict=True):
-                    if item.gid in existing:
-                        result.glint, result.duplicate = Glint.from_json(existing[item.gid]), True
-                        continue
-                    parent = item.data.parent_id
-                    if parent and parent not in known_parents:
-                        result.error = f"parent_id: no glint with id {parent!r}"
-                        continue
-                    seq += 1
-                    glint = Glint.build(
-                        seq,
-                        item.gid,
-                        item.data,
-                        item.phase,
-                        item.received_at,
-                        item.breath,
-                        item.source,
-                    )
-                    rows.append(
+                first = self._seq(w) + 1
+                w.executemany(
+                    "INSERT INTO glints VALUES (?,?,?,?,?,?,?,?)",
+                    [
                         (
-                            seq,
-                            glint.id,
-                            glint.module,
-                            glint.phase,
-                            parent,
-                            item.received_ts,
-                            item.source,
-                            glint.json,
-                        )
-                    )
-                    existing[item.gid] = glint.json
-                    known_parents.add(item.gid)
-                    result.glint = glint
-                w.executemany("INSERT INTO glints VALUES (?,?,?,?,?,?,?,?)", rows)
-                if seq != first:
-                    w.execute("UPDATE sequence SET value = ? WHERE id = 1", (seq,))
+                            first + i,
+                            d.id,
+                            d.module,
+                            d.phase,
+                            d.parent_id,
+                            d.received_ts,
+                            d.source,
+                            d.body(first + i),
+                        )  # fmt: skip
+                        for i, d in enumerate(drafts)
+                    ],
+                )
+                if self._archived(w, [d.id for d in drafts]):
+                    raise IdTaken()
+                w.execute("UPDATE sequence SET value = ? WHERE id = 1", (first + len(drafts) - 1,))
                 w.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                w.execute("ROLLBACK")
+                raise IdTaken() from None
             except BaseException:
                 w.execute("ROLLBACK")
                 raise
-        return results
+        return first
 
     @staticmethod
-    def _bodies_by_id(conn: sqlite3.Connection, ids: list[str]) -> dict[str, bytes]:
-        if not ids:
-            return {}
+    def _archived(conn: sqlite3.Connection, ids: list[str]) -> bool:
         marks = ",".join("?" * len(ids))
-        # archived ids stay taken: a retried glint is still a duplicate after archival
-        return dict(
-            conn.execute(
-                f"SELECT id, body FROM glints WHERE id IN ({marks}) UNION ALL "
-                f"SELECT id, body FROM archive WHERE id IN ({marks})",
-                ids + ids,
-            )
+        return (
+            conn.execute(f"SELECT 1 FROM archive WHERE id IN ({marks}) LIMIT 1", ids).fetchone()
+            is not None
         )
 
-    @staticmethod
-    def _existing_ids(conn: sqlite3.Connection, ids: list[str]) -> Iterable[str]:
-        marks = ",".join("?" * len(ids))
-        return [
-            r[0]
-            for r in conn.execute(
-                f"SELECT id FROM glints WHERE id IN ({marks}) UNION ALL "
-                f"SELECT id FROM archive WHERE id IN ({marks})",
-                ids + ids,
-            )
-        ]
-
-    def append_run(
-        self, ritual: str, status: str, at_ts: float, record: dict[str, Any]
-    ) -> tuple[int, bytes]:
+    def append_run(self, run: RunDraft) -> tuple[int, bytes]:
         """Store one ritual run under the next seq; answers (seq, its JSON with the seq in it)."""
         with self._wlock:
             w = self._w
             w.execute("BEGIN IMMEDIATE")
             try:
                 seq = self._seq(w) + 1
-                body = orjson.dumps({"seq": seq, **record})
+                body = orjson.dumps({"seq": seq, **run.record})
                 w.execute(
-                    "INSERT INTO ritual_runs VALUES (?,?,?,?,?)", (seq, ritual, status, at_ts, body)
+                    "INSERT INTO ritual_runs VALUES (?,?,?,?,?)",
+                    (seq, run.ritual, run.status, run.at_ts, body),
                 )
                 w.execute("UPDATE sequence SET value = ? WHERE id = 1", (seq,))
                 w.execute("COMMIT")
@@ -366,49 +339,33 @@ class SQLiteStore:
         args.append(limit)
         return [Glint.from_json(r[0]) for r in self._read(sql, args)]
 
-    def after(
-        self, seq: int, module: str | None = None, phase: str | None = None, limit: int = 500
-    ) -> list[Glint]:
-        """Glints with a seq above `seq`, oldest first (stream replay)."""
-        where, args = _filters(module, phase)
-        where.append("seq > ?")
-        args.append(seq)
-        sql = f"SELECT body FROM glints WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
-        args.append(limit)
-        return [Glint.from_json(r[0]) for r in self._read(sql, args)]
-
     def replay_after(
         self, seq: int, module: str | None, phase: str | None, limit: int
     ) -> list[Event]:
         """Replayable events stored after `seq`, oldest first, as listeners receive them: glints
         (hot or archived: archival never makes a listener miss one) and ritual runs, merged in seq
-        order. `module` and `phase` filter glints only; ritual runs always pass."""
+        order, in one statement (one snapshot). `module` and `phase` filter glints only."""
         where, args = _filters(module, phase)
         where.append("seq > ?")
         args.append(seq)
         cond = " AND ".join(where)
-        events = [
-            Event("glint_emission", body, s, m, p)
-            for s, m, p, body in self._read(
-                f"SELECT seq, module, phase, body FROM glints WHERE {cond} ORDER BY seq LIMIT ?",
-                [*args, limit],
-            )
+        arm = "SELECT * FROM (SELECT seq, module, phase, body, {k} AS k FROM {t} WHERE {c} " \
+              "ORDER BY seq LIMIT ?)"  # fmt: skip
+        sql = " UNION ALL ".join(
+            [
+                arm.format(k=0, t="glints", c=cond),
+                arm.format(k=0, t="archive", c=cond),
+                "SELECT * FROM (SELECT seq, NULL, NULL, body, 1 AS k FROM ritual_runs "
+                "WHERE seq > ? ORDER BY seq LIMIT ?)",
+            ]
+        )
+        rows = self._read(
+            sql + " ORDER BY seq LIMIT ?", [*args, limit, *args, limit, seq, limit, limit]
+        )
+        return [
+            Event("ritual", body, s) if k else Event("glint_emission", body, s, m, p)
+            for s, m, p, body, k in rows
         ]
-        events += [
-            Event("glint_emission", body, s, m, p)
-            for s, m, p, body in self._read(
-                f"SELECT seq, module, phase, body FROM archive WHERE {cond} ORDER BY seq LIMIT ?",
-                [*args, limit],
-            )
-        ]
-        events += [
-            Event("ritual", body, s)
-            for s, body in self._read(
-                "SELECT seq, body FROM ritual_runs WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-            )
-        ]
-        events.sort(key=lambda e: e.seq)  # type: ignore[arg-type, return-value]
-        return events[:limit]
 
     def activity(self, now: float, window: float, step: float) -> list[tuple[str, int, int]]:
         """(module, steps ago, count) for the glints received in the last `window` seconds, counted
@@ -438,10 +395,6 @@ class SQLiteStore:
                 by_module[module] = by_module.get(module, 0) + n
         return by_phase, by_module
 
-    def archive_count(self) -> int:
-        return self._read("SELECT COUNT(*) FROM archive")[0][0]
-
-    # -- ritual runs ---------------------------------------------------------------------------
     def runs(
         self,
         ritual: str | None = None,
@@ -476,14 +429,10 @@ class SQLiteStore:
         )
         return dict(rows)
 
-    def lineage(self, gid: str, limit: int = LINEAGE_LIMIT) -> dict[str, Any] | None:
-        """Ancestors up to the root (nearest first) and the descendant tree, each bounded."""
-        me = self.get(gid)
-        if me is None:
-            return None
-        # Hot store and archive alike (parents are often archived before their children); one
-        # recursive step per table keeps each join on an index.
-        ancestors = self._read(
+    def ancestors(self, gid: str, limit: int) -> list[Glint]:
+        """The glint's parent, its parent's parent… nearest first, at most `limit` (hot store and
+        archive alike: parents are often archived before their children)."""
+        rows = self._read(
             """WITH RECURSIVE up(id, parent_id, body, depth) AS (
                    SELECT id, parent_id, body, 0 FROM glints WHERE id = ?1
                    UNION ALL SELECT id, parent_id, body, 0 FROM archive WHERE id = ?1
@@ -496,7 +445,12 @@ class SQLiteStore:
                ) SELECT body FROM up WHERE depth > 0 ORDER BY depth""",
             (gid, limit),
         )
-        descendants = self._read(
+        return [Glint.from_json(body) for (body,) in rows]
+
+    def descendants(self, gid: str, limit: int) -> list[Glint]:
+        """Glints below this one (any depth), at most `limit`, breadth first: parents before
+        their children."""
+        rows = self._read(
             """WITH RECURSIVE down(id, body, n) AS (
                    SELECT id, body, 0 FROM glints WHERE id = ?1
                    UNION ALL SELECT id, body, 0 FROM archive WHERE id = ?1
@@ -504,28 +458,11 @@ class SQLiteStore:
                    SELECT g.id, g.body, down.n + 1 FROM down JOIN glints g ON g.parent_id = down.id
                    UNION ALL
                    SELECT g.id, g.body, down.n + 1 FROM down JOIN archive g ON g.parent_id = down.id
-                   LIMIT ?2
+                   LIMIT ?2 + 1
                ) SELECT body FROM down WHERE n > 0""",
-            (gid, limit + 1),
+            (gid, limit),
         )
-        children: dict[str | None, list[dict[str, Any]]] = {}
-        for (body,) in descendants:
-            g = Glint.from_json(body).to_dict()
-            g["children"] = []
-            children.setdefault(g["parent_id"], []).append(g)
-
-        def attach(node: dict[str, Any]) -> dict[str, Any]:
-            node["children"] = [attach(c) for c in children.get(node["id"], [])]
-            return node
-
-        root = me.to_dict()
-        tree = attach(root)
-        return {
-            "glint": me.to_dict(),
-            "ancestors": [Glint.from_json(b).to_dict() for (b,) in ancestors],
-            "descendants": tree["children"],
-            "truncated": len(ancestors) >= limit or len(descendants) >= limit,
-        }
+        return [Glint.from_json(body) for (body,) in rows]
 
     def ping(self) -> bool:
         try:

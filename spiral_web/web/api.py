@@ -63,7 +63,7 @@ def get_glint(glint_id: str):
 
 @bp.get("/glints/<glint_id>/lineage")
 def lineage(glint_id: str):
-    found = spiral().store.lineage(glint_id)
+    found = spiral().lineage(glint_id)
     if found is None:
         raise GlintError(404, "not_found", f"no glint with id {glint_id!r}")
     return json_response(found)

@@ -105,7 +105,7 @@ def older():
 @bp.get("/dashboard/glints/<glint_id>")
 def glint(glint_id: str):
     """One glint: its context and lineage. A partial for htmx, a page without it."""
-    found = spiral().store.lineage(glint_id)
+    found = spiral().lineage(glint_id)
     if found is None:
         if request.headers.get("HX-Request"):
             return render_template("dashboard/_glint_missing.html", glint_id=glint_id), 404

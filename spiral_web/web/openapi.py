@@ -119,6 +119,11 @@ def build_openapi(version: str) -> dict[str, Any]:
                             s.EmitAnswer, "Already stored under this id; not broadcast again"
                         ),
                         **_errors(400, 401, 403, 413, 415, 422),
+                        "409": _json(
+                            s.ErrorOut,
+                            "The id names a stored glint with another body, or one another "
+                            "publisher sent (`glint_conflict`, `id_taken`)",
+                        ),
                         "429": throttled,
                     },
                 }

@@ -105,8 +105,12 @@ def test_emit_prints_the_answer(shared, capsys):
     assert (
         requests.get(f"{shared.url}/api/glints/{child['id']}", timeout=5).json()["parent_id"] == gid
     )
-    assert cli.main(["emit", "memory.scroll", "--id", gid, "--url", shared.url]) == 0
+    retry = ["emit", "memory.scroll", "--phase", "exhale", "--context", '{"k": [1, 2]}']
+    assert cli.main([*retry, "--id", gid, "--url", shared.url]) == 0
     assert orjson.loads(capsys.readouterr().out)["status"] == "glint_duplicate"
+    # the same id with another body is a conflict, said in one line
+    assert cli.main(["emit", "memory.scroll", "--id", gid, "--url", shared.url]) == 1
+    assert "409 glint_conflict" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

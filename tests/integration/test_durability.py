@@ -85,10 +85,11 @@ def test_acknowledged_glints_survive_sigkill(tmp_path):
                 resp = http.get(f"{second.url}/api/glints/{gid}", timeout=10)
                 assert resp.status_code == 200 and resp.json()["id"] == gid
             # the idempotency key still holds after the crash: a retry is not stored again
+            kept = http.get(f"{second.url}/api/glints/{acked[0]}", timeout=10).json()
             retry = http.post(
                 f"{second.url}/stream/glint",
                 timeout=10,
-                json={"module": "durability.test", "id": acked[0]},
+                json={"module": "durability.test", "id": acked[0], "context": kept["context"]},
             )
         assert retry.status_code == 200 and retry.json()["status"] == "glint_duplicate"
         assert requests.get(f"{second.url}/api/stats", timeout=10).json()["total"] == len(glints)

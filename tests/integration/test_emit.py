@@ -206,14 +206,18 @@ def test_a_repeated_id_is_stored_and_broadcast_once(client, spiral):
         published = sub.wait(0)
     finally:
         sub.close()
-    for resp in (again, different):
-        assert resp.status_code == 200
-        assert resp.get_json() == {
-            "status": "glint_duplicate",
-            "id": "once",
-            "seq": 1,
-            "listeners": 1,
-        }
+    assert again.status_code == 200
+    assert again.get_json() == {
+        "status": "glint_duplicate",
+        "id": "once",
+        "seq": 1,
+        "listeners": 1,
+    }
+    # the same id with another body is a conflict that names what differs, not a silent 200
+    assert different.status_code == 409
+    body = different.get_json()
+    assert body["error"] == "glint_conflict"
+    assert [d["field"] for d in body["details"]] == ["module", "context"]
     assert published == []
     total, glints = stored(client)
     assert total == 1

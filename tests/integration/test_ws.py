@@ -158,9 +158,8 @@ def test_subscribe_then_emit_on_the_same_socket(hub):
         assert (
             requests.get(f"{hub.url}/api/glints/{answer['id']}", timeout=TIMEOUT).status_code == 200
         )
-        ws.send(
-            {"type": "emit", "ref": "r2", "glint": {"id": answer["id"], "module": "wsemit.probe"}}
-        )
+        retry = {"id": answer["id"], "module": "wsemit.probe", "context": {"n": 1}}
+        ws.send({"type": "emit", "ref": "r2", "glint": retry})
         assert ws.recv() == {
             "type": "emit_result",
             "ref": "r2",

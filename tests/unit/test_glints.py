@@ -12,6 +12,7 @@ from spiral_web.engine.glints import (
     MAX_CONTEXT_KEYS,
     MAX_STRING,
     Glint,
+    GlintDraft,
     GlintError,
     GlintIn,
     parse_glint,
@@ -251,15 +252,15 @@ def test_a_built_glint_round_trips_through_its_one_serialization():
     data = validate_glint(
         {"module": "memory.scroll", "phase": "return", "context": {"a": [1, "b"]}}
     )
-    g = Glint.build(
-        7,
+    g = GlintDraft.stamp(
         "g-7",
         data,
         "return",
         "2027-01-15T08:00:00.000Z",
+        1_800_000_000.0,
         {"phase": "return", "climate": "clear", "usage": 0.0},
         "127.0.0.1",
-    )
+    ).glint(7)
     assert Glint.from_json(g.json) == g
     assert g.to_dict() == {
         "id": "g-7",

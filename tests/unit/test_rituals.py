@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from spiral_web.bus import MemoryHub
+from spiral_web.bus import LocalCluster, MemoryHub
 from spiral_web.engine import actions
 from spiral_web.engine.breath import BreathConfig, BreathEngine
 from spiral_web.engine.clock import FakeClock
-from spiral_web.engine.glints import validate_glint
+from spiral_web.engine.glints import GlintDraft, validate_glint
 from spiral_web.engine.orchestrator import Orchestrator, Refused
-from spiral_web.engine.ports import StoreItem
+from spiral_web.engine.ports import RunDraft
 from spiral_web.engine.rituals import BUILTINS, RitualConfigError, RitualEngine, load_rituals
 from spiral_web.engine.rules import Rule, activation, prepare
 from spiral_web.engine.stats import Stats
@@ -37,16 +37,7 @@ def make(tmp_path):
         store = SQLiteStore(tmp_path / f"hub{len(built)}.sqlite3")
         hub = MemoryHub()
         breath = BreathEngine(BreathConfig(**breath_config), clock)
-        orchestrator = Orchestrator(store, hub, breath, Stats(*store.counts()))
-        engine = RitualEngine(
-            load_rituals(tables, "test.toml"),
-            clock=clock,
-            store=store,
-            breath=breath,
-            orchestrator=orchestrator,
-            queue_size=queue_size,
-        )
-        orchestrator.rituals = engine
+        orchestrator, engine = _wire(tables, clock, store, hub, breath, queue_size)
         parts = SimpleNamespace(
             clock=clock,
             store=store,
@@ -62,6 +53,22 @@ def make(tmp_path):
     for p in built:
         p.engine.close()
         p.store.close()
+
+
+def _wire(tables, clock, store, hub, breath, queue_size=16):
+    """An orchestrator and the ritual scheduler watching it (what Spiral.build does)."""
+    orchestrator = Orchestrator(store, hub, breath, Stats(*store.counts()))
+    engine = RitualEngine(
+        load_rituals(tables, "test.toml"),
+        clock=clock,
+        record=store,
+        breath=breath,
+        orchestrator=orchestrator,
+        cluster=LocalCluster(),
+        queue_size=queue_size,
+    )
+    orchestrator.observe(engine.on_glint, engine.on_breath)
+    return orchestrator, engine
 
 
 def emit(parts, module="a.b", phase=None, source="10.0.0.1", **extra):
@@ -437,14 +444,8 @@ def test_a_deferral_and_a_cooldown_survive_a_restart(make):
     trigger = emit(hub, "memory.scroll", "return")
     assert [r["status"] for r in runs(hub, "archival")] == ["deferred"]
     hub.engine.close()
-    restarted = RitualEngine(
-        load_rituals(tables, "test.toml"),
-        clock=hub.clock,
-        store=hub.store,
-        breath=hub.breath,
-        orchestrator=hub.orchestrator,
-    )
-    hub.orchestrator.rituals = hub.engine = restarted
+    hub.orchestrator, restarted = _wire(tables, hub.clock, hub.store, hub.hub, hub.breath)
+    hub.engine = restarted
     states = {r["name"]: r["state"] for r in restarted.describe()}
     assert states["archival"]["deferred"] == 1
     assert states["bell"]["last_status"] == "ok" and states["bell"]["cooldown_until"] is not None
@@ -502,19 +503,20 @@ def test_a_full_worker_queue_records_the_dropped_run(make, monkeypatch):
 # -- one sequence --------------------------------------------------------------------------------
 
 
-def _item(gid: str, ts: float) -> StoreItem:
-    return StoreItem(gid, validate_glint({"module": "a.b"}), "inhale", "t", ts, {}, "s")
+def _draft(gid: str, ts: float) -> GlintDraft:
+    return GlintDraft.stamp(gid, validate_glint({"module": "a.b"}), "inhale", "t", ts, {}, "s")
+
+
+def _run(ritual: str, at: float, record: dict | None = None) -> RunDraft:
+    return RunDraft(ritual, "ok", at, record or {"ritual": ritual})
 
 
 def test_glints_runs_and_the_archive_share_one_sequence(tmp_path):
     store = SQLiteStore(tmp_path / "s.sqlite3")
     try:
-        assert [r.glint.seq for r in store.append_batch([_item("a", 1.0), _item("b", 2.0)])] == [
-            1,
-            2,
-        ]
-        assert store.append_run("bell", "ok", 3.0, {"ritual": "bell"})[0] == 3
-        assert store.append_batch([_item("c", 100.0)])[0].glint.seq == 4
+        assert store.append([_draft("a", 1.0), _draft("b", 2.0)]) == 1
+        assert store.append_run(_run("bell", 3.0))[0] == 3
+        assert store.append([_draft("c", 100.0)]) == 4
         assert store.archive_before(50.0, 200.0)["moved"] == 2
         assert store.seq_bounds() == (1, 4)
         replay = store.replay_after(0, None, None, 10)
@@ -533,7 +535,7 @@ def test_glints_runs_and_the_archive_share_one_sequence(tmp_path):
         store.close()
     reopened = SQLiteStore(tmp_path / "s.sqlite3")
     try:
-        assert reopened.append_run("bell", "ok", 4.0, {})[0] == 5  # the counter survives
+        assert reopened.append_run(_run("bell", 4.0))[0] == 5  # the counter survives
     finally:
         reopened.close()
 
@@ -547,9 +549,9 @@ def test_two_connections_writing_one_file_never_share_a_seq(tmp_path):
     def write(store: SQLiteStore, prefix: str) -> None:
         for i in range(60):
             if i % 3:
-                got = [r.glint.seq for r in store.append_batch([_item(f"{prefix}{i}", 1.0)])]
+                got = [store.append([_draft(f"{prefix}{i}", 1.0)])]
             else:
-                got = [store.append_run("r", "ok", 1.0, {})[0]]
+                got = [store.append_run(_run("r", 1.0))[0]]
             with lock:
                 seqs.extend(got)
 
