@@ -50,6 +50,15 @@ class LocalCluster:
             _put(self._cooldowns, key, now + seconds)
             return None
 
+    def cooling(self, key: str, now: float) -> float | None:
+        with self._lock:
+            until = self._cooldowns.get(key)
+        return until if until is not None and until > now else None
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._cooldowns.pop(key, None)
+
     def hits(self, key: str, now: float, window: float) -> int:
         with self._lock:
             times = self._hits.pop(key, None) or deque()

@@ -292,6 +292,20 @@ class RedisCluster:
             return None
         return float(until) if until else None
 
+    def cooling(self, key: str, now: float) -> float | None:
+        try:
+            raw = self._redis.get(self._prefix + "cooldown:" + key)
+        except redis.RedisError:
+            return None
+        until = float(raw) if raw else 0.0
+        return until if until > now else None
+
+    def release(self, key: str) -> None:
+        try:
+            self._redis.delete(self._prefix + "cooldown:" + key)
+        except redis.RedisError:
+            pass
+
     def hits(self, key: str, now: float, window: float) -> int:
         try:
             return int(

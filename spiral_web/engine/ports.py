@@ -226,6 +226,14 @@ class Cluster(Protocol):
         when the running one ends."""
         ...
 
+    def cooling(self, key: str, now: float) -> float | None:
+        """When the cooldown running under `key` ends, or None when none runs."""
+        ...
+
+    def release(self, key: str) -> None:
+        """End the cooldown under `key` (it started for a run that did nothing)."""
+        ...
+
     def hits(self, key: str, now: float, window: float) -> int:
         """Count one hit under `key`; answers the hits within the last `window` seconds."""
         ...

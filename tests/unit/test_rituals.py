@@ -11,13 +11,18 @@ import orjson
 import pytest
 
 from spiral_web.bus import LocalCluster, MemoryHub
-from spiral_web.engine import actions
 from spiral_web.engine.breath import BreathConfig, BreathEngine
 from spiral_web.engine.clock import FakeClock
 from spiral_web.engine.glints import GlintDraft, validate_glint
 from spiral_web.engine.orchestrator import Orchestrator, Refused
 from spiral_web.engine.ports import RunDraft
-from spiral_web.engine.rituals import BUILTINS, RitualConfigError, RitualEngine, load_rituals
+from spiral_web.engine.rituals import (
+    BUILTINS,
+    RitualConfigError,
+    RitualEngine,
+    actions,
+    load_rituals,
+)
 from spiral_web.engine.rules import Rule, activation, prepare
 from spiral_web.engine.stats import Stats
 from spiral_web.store import SQLiteStore

@@ -1,25 +1,24 @@
-"""What a ritual can do: the built-in actions, their parameters, and how each one runs.
+"""What a ritual can do: the built-in actions, and how each one runs.
 
-An action gets a `RunContext` (the ritual, the event that triggered it, the breath, the engine's
-collaborators) and answers an `Outcome` (a JSON-able result and the id of a glint it emitted), or
-None when its effect is already in place (the throttle is already on, the sources are already
-blocked, the caesura is already declared): then nothing happened, and the engine records no run.
-An action that fails raises; `ActionError` carries a result to record with the error.
+An action gets a `RunContext` — the ritual's name and parameters, the event that triggered it,
+the breath, and a narrow set of `Capabilities` (emit a glint, archive, protect the hub through the
+breath, read the clock, publish the breath) — and answers an `Outcome` (a JSON-able result and the
+id of a glint it emitted), or None when its effect is already in place (the throttle is already
+on, the sources are already blocked, the caesura is already declared): then nothing happened, and
+the scheduler records no run. An action that fails raises; `ActionError` carries a result to record.
 """
 
 from __future__ import annotations
 
-import math
-import re
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from .breath import CLIMATES, PHASES, BreathState, iso
-from .glints import MODULE_PATTERN, Glint, GlintError, validate_glint
-
-if TYPE_CHECKING:
-    from .rituals import RitualEngine, RitualSpec
+from ..breath import CLIMATES, PHASES, Alert, BreathState, iso
+from ..clock import Clock
+from ..glints import Glint, GlintError, GlintIn, validate_glint
+from .params import NUMBER, REQUIRED, ActionType, Param, between, http_url, module_name, one_of
 
 SUMMARY_KEYS = 20  # how many modules an archival glint's context names (the run keeps them all)
 
@@ -38,17 +37,46 @@ class ActionError(Exception):
         self.result = result or {}
 
 
+class Protection(Protocol):
+    """The breath's protective switches, which the built-in actions turn on."""
+
+    def state(self) -> BreathState: ...
+
+    def begin_throttle(self, release: float) -> bool: ...
+
+    def suspects(self) -> dict[str, int]: ...
+
+    def block(
+        self, sources: list[str], seconds: float, message: str, kind: str = ...
+    ) -> tuple[list[str], Alert | None]: ...
+
+    def declare_caesura(self, until: float) -> bool: ...
+
+    def override_phase(self, phase: str | None, seconds: float = ...) -> None: ...
+
+    def override_climate(self, climate: str | None, seconds: float = ...) -> None: ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Everything an action may reach, and nothing more."""
+
+    clock: Clock
+    emit: Callable[[GlintIn, str], Glint]  # (glint, source) -> the stored glint
+    archive: Callable[[float, float], dict[str, Any]]  # (cutoff, now) -> summary
+    protection: Protection
+    publish_breath: Callable[[], object]
+    stopping: threading.Event  # set when the hub shuts down: waits (webhook backoff) end
+
+
 @dataclass
 class RunContext:
-    spec: RitualSpec
+    ritual: str
+    params: Mapping[str, Any]
     event: str  # glint | phase_change | climate_change | invoke
     trigger: Glint | None
     state: BreathState
-    engine: RitualEngine
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self.spec.params
+    can: Capabilities
 
     def emit(self, module: str, context: dict[str, Any], phase: str | None = None) -> str:
         """Emit a child glint: the trigger is its parent, its context names the ritual."""
@@ -56,11 +84,11 @@ class RunContext:
             {
                 "module": module,
                 "phase": phase,
-                "context": {**context, "ritual": self.spec.name, "trigger_event": self.event},
+                "context": {**context, "ritual": self.ritual, "trigger_event": self.event},
                 "parent_id": self.trigger.id if self.trigger is not None else None,
             }
         )
-        return self.engine.orchestrator.emit(data, source=ritual_source(self.spec.name)).glint.id
+        return self.can.emit(data, ritual_source(self.ritual)).id
 
 
 def ritual_source(name: str) -> str:
@@ -74,9 +102,9 @@ def ritual_source(name: str) -> str:
 def archive(ctx: RunContext) -> Outcome:
     """Move glints older than the retention window into the archive, and say what moved."""
     days = float(ctx.params["retention_days"])
-    now = ctx.engine.clock.now()
+    now = ctx.can.clock.now()
     cutoff = now - days * 86400.0
-    summary = ctx.engine.record.archive_before(cutoff, now)
+    summary = ctx.can.archive(cutoff, now)
     since = summary["since_last"]["since"]
     result = {
         "moved": summary["moved"],
@@ -104,7 +132,7 @@ def archive(ctx: RunContext) -> Outcome:
 def throttle(ctx: RunContext) -> Outcome | None:
     """Pause input until usage falls below the release level; one warning glint per episode."""
     release = float(ctx.params["release"])
-    breath = ctx.engine.breath
+    breath = ctx.can.protection
     if not breath.begin_throttle(release):
         return None
     usage = ctx.state.usage
@@ -116,14 +144,14 @@ def throttle(ctx: RunContext) -> Outcome | None:
             "release_below": release,
         },
     )
-    ctx.engine.orchestrator.publish_breath()
+    ctx.can.publish_breath()
     return Outcome({"episode": "started", "usage": usage, "release_below": release}, emitted)
 
 
 def watch(ctx: RunContext) -> Outcome | None:
     """Name the sources that made the climate suspicious, block them for a while, raise an alert."""
     seconds = float(ctx.params["block_seconds"])
-    breath = ctx.engine.breath
+    breath = ctx.can.protection
     suspects = breath.suspects()
     sources = sorted(suspects, key=lambda s: -suspects[s])[:50]
     if sources:
@@ -139,13 +167,13 @@ def watch(ctx: RunContext) -> Outcome | None:
     rejected = {s: suspects[s] for s in fresh}
     result = {"sources": fresh, "rejected": rejected, "until": iso(alert.until), "message": message}
     emitted = ctx.emit("ritual.suspicion_watcher", result)
-    ctx.engine.orchestrator.publish_breath()
+    ctx.can.publish_breath()
     return Outcome(result, emitted)
 
 
 def caesura(ctx: RunContext) -> Outcome | None:
     """The soft shutdown: declared for this night_hold (invoking it starts a night_hold)."""
-    breath = ctx.engine.breath
+    breath = ctx.can.protection
     state = breath.state()
     if state.phase != "night_hold":
         if ctx.event != "invoke":
@@ -161,7 +189,7 @@ def caesura(ctx: RunContext) -> Outcome | None:
         "phase_reason": state.phase_reason,
     }
     emitted = ctx.emit("ritual.caesura", result)
-    ctx.engine.orchestrator.publish_breath()
+    ctx.can.publish_breath()
     return Outcome(result, emitted)
 
 
@@ -179,15 +207,15 @@ def webhook(ctx: RunContext) -> Outcome:
 
     p = ctx.params
     payload: dict[str, Any] = {
-        "ritual": ctx.spec.name,
+        "ritual": ctx.ritual,
         "trigger_event": ctx.event,
         "trigger": ctx.trigger.to_dict() if ctx.trigger is not None else None,
         "breath": ctx.state.to_dict(),
-        "at": iso(ctx.engine.clock.now()),
+        "at": iso(ctx.can.clock.now()),
     }
     attempts, problem = 0, ""
     for attempt in range(1 + int(p["retries"])):
-        if attempt and ctx.engine.stopping.wait(float(p["backoff"]) * 2 ** (attempt - 1)):
+        if attempt and ctx.can.stopping.wait(float(p["backoff"]) * 2 ** (attempt - 1)):
             problem += " (stopped: the server is shutting down)"
             break
         attempts += 1
@@ -210,93 +238,14 @@ def webhook(ctx: RunContext) -> Outcome:
 def set_climate(ctx: RunContext) -> Outcome:
     """Set the climate for a while (an override, as an admin would)."""
     climate, seconds = ctx.params["climate"], float(ctx.params["seconds"])
-    ctx.engine.breath.override_climate(climate, seconds)
-    ctx.engine.orchestrator.publish_breath()
-    return Outcome({"climate": climate, "until": iso(ctx.engine.clock.now() + seconds)})
+    ctx.can.protection.override_climate(climate, seconds)
+    ctx.can.publish_breath()
+    return Outcome({"climate": climate, "until": iso(ctx.can.clock.now() + seconds)})
 
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else ""
-
-
-# -- parameters ---------------------------------------------------------------------------------
-
-REQUIRED = object()
-_NUMBER = (int, float)
-
-
-@dataclass(frozen=True)
-class Param:
-    kind: type | tuple[type, ...]
-    default: Any = REQUIRED
-    check: Callable[[Any], str | None] | None = None  # answers the problem, or None when fine
-    doc: str = ""
-
-
-def _between(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
-            return f"must be {'above' if lo_open else 'at least'} {lo:g} and at most {hi:g}"
-        return None
-
-    return check
-
-
-def _one_of(values: tuple[str, ...]) -> Callable[[Any], str | None]:
-    return lambda v: None if v in values else f"must be one of {', '.join(values)}"
-
-
-def _module(v: str) -> str | None:
-    return (
-        None
-        if re.match(MODULE_PATTERN, v) and len(v) <= 100
-        else "must be a dotted lowercase module name, e.g. ritual.bell"
-    )
-
-
-def _url(v: str) -> str | None:
-    return None if re.match(r"^https?://[^\s/]+", v) else "must be an http:// or https:// URL"
-
-
-@dataclass(frozen=True)
-class ActionType:
-    run: Callable[[RunContext], Outcome | None]
-    params: dict[str, Param] = field(default_factory=dict)
-    background: bool = False  # slow (I/O, big transactions): runs on the ritual worker, not ingest
-    description: str = ""
-
-    def check_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        """Validated parameters with defaults filled in; ValueError names the problem."""
-        unknown = sorted(set(raw) - set(self.params))
-        if unknown:
-            allowed = ", ".join(self.params) or "none"
-            raise ValueError(f"unknown setting {unknown[0]!r} (this action takes: {allowed})")
-        out: dict[str, Any] = {}
-        for name, param in self.params.items():
-            if name not in raw:
-                if param.default is REQUIRED:
-                    raise ValueError(f"{name}: required")
-                out[name] = param.default
-                continue
-            value = raw[name]
-            if value is None and param.default is None:
-                out[name] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, param.kind):
-                raise ValueError(f"{name}: expected {_kind_name(param.kind)}, got {value!r}")
-            problem = param.check(value) if param.check else None
-            if problem:
-                raise ValueError(f"{name}: {problem}")
-            out[name] = value
-        return out
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    if kind == _NUMBER:
-        return "a number"
-    names: dict[object, str] = {str: "a string", int: "a whole number", dict: "a table"}
-    return names.get(kind, str(kind))
 
 
 def _check_emit(params: dict[str, Any]) -> None:
@@ -312,7 +261,7 @@ ACTIONS: dict[str, ActionType] = {
     "archive": ActionType(
         archive,
         {
-            "retention_days": Param(_NUMBER, 7.0, _between(0, 36500, lo_open=True)),
+            "retention_days": Param(NUMBER, 7.0, between(0, 36500, lo_open=True)),
         },
         background=True,
         description="move glints older than the retention window into the archive",
@@ -320,29 +269,29 @@ ACTIONS: dict[str, ActionType] = {
     "throttle": ActionType(
         throttle,
         {
-            "release": Param(_NUMBER, 0.6, _between(0, 1, lo_open=True)),
+            "release": Param(NUMBER, 0.6, between(0, 1, lo_open=True)),
         },
         description="answer 429 to new glints until usage falls below `release`",
     ),
     "watch": ActionType(
         watch,
         {
-            "block_seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
+            "block_seconds": Param(NUMBER, 300.0, between(0, 86400, lo_open=True)),
         },
         description="block the sources that made the climate suspicious, raise an alert",
     ),
     "caesura": ActionType(
         caesura,
         {
-            "seconds": Param(_NUMBER, 1800.0, _between(0, 86400, lo_open=True)),
+            "seconds": Param(NUMBER, 1800.0, between(0, 86400, lo_open=True)),
         },
         description="soft shutdown for this night_hold (invoked: start a night_hold of `seconds`)",
     ),
     "emit": ActionType(
         emit,
         {
-            "module": Param(str, REQUIRED, _module),
-            "phase": Param(str, None, _one_of(PHASES)),
+            "module": Param(str, REQUIRED, module_name),
+            "phase": Param(str, None, one_of(PHASES)),
             "context": Param(dict, {}),
         },
         description="emit a glint from a template",
@@ -350,10 +299,10 @@ ACTIONS: dict[str, ActionType] = {
     "webhook": ActionType(
         webhook,
         {
-            "url": Param(str, REQUIRED, _url),
-            "timeout": Param(_NUMBER, 5.0, _between(0, 60, lo_open=True)),
-            "retries": Param(int, 2, _between(0, 10)),
-            "backoff": Param(_NUMBER, 0.5, _between(0, 60)),
+            "url": Param(str, REQUIRED, http_url),
+            "timeout": Param(NUMBER, 5.0, between(0, 60, lo_open=True)),
+            "retries": Param(int, 2, between(0, 10)),
+            "backoff": Param(NUMBER, 0.5, between(0, 60)),
         },
         background=True,
         description="POST the run as JSON to a URL, with bounded retries",
@@ -361,8 +310,8 @@ ACTIONS: dict[str, ActionType] = {
     "set_climate": ActionType(
         set_climate,
         {
-            "climate": Param(str, REQUIRED, _one_of(CLIMATES)),
-            "seconds": Param(_NUMBER, 300.0, _between(0, 86400, lo_open=True)),
+            "climate": Param(str, REQUIRED, one_of(CLIMATES)),
+            "seconds": Param(NUMBER, 300.0, between(0, 86400, lo_open=True)),
         },
         description="set the climate for a while",
     ),
