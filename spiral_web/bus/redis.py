@@ -227,8 +227,8 @@ class RedisHub:
 # Each script reads and writes one key atomically. Times are the engine clock's (ARGV), so that
 # a fake clock in tests means the same to every worker; keys expire in real time, generously.
 _COOLDOWN = """
-local until = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until > tonumber(ARGV[1]) then return tostring(until) end
+local ends = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ends > tonumber(ARGV[1]) then return tostring(ends) end
 redis.call('SET', KEYS[1], tostring(tonumber(ARGV[1]) + tonumber(ARGV[2])), 'EX', ARGV[3])
 return false
 """
@@ -280,7 +280,8 @@ class RedisCluster:
                     self._prefix + "claim:" + key, self.worker_id, nx=True, ex=max(1, int(seconds))
                 )
             )
-        except redis.RedisError:
+        except AWAY as exc:
+            _away(exc)
             return True
 
     def cooldown(self, key: str, now: float, seconds: float) -> float | None:
@@ -288,14 +289,16 @@ class RedisCluster:
             until = self._cooldown(
                 keys=[self._prefix + "cooldown:" + key], args=[now, seconds, _ttl(seconds)]
             )
-        except redis.RedisError:
+        except AWAY as exc:
+            _away(exc)
             return None
         return float(until) if until else None
 
     def cooling(self, key: str, now: float) -> float | None:
         try:
             raw = self._redis.get(self._prefix + "cooldown:" + key)
-        except redis.RedisError:
+        except AWAY as exc:
+            _away(exc)
             return None
         until = float(raw) if raw else 0.0
         return until if until > now else None
@@ -303,8 +306,8 @@ class RedisCluster:
     def release(self, key: str) -> None:
         try:
             self._redis.delete(self._prefix + "cooldown:" + key)
-        except redis.RedisError:
-            pass
+        except AWAY as exc:
+            _away(exc)
 
     def hits(self, key: str, now: float, window: float) -> int:
         try:
@@ -314,14 +317,15 @@ class RedisCluster:
                     args=[now, window, f"{now}:{uuid.uuid4().hex[:8]}", _ttl(window)],
                 )
             )
-        except redis.RedisError:
+        except AWAY as exc:
+            _away(exc)
             return 1
 
     def forget(self, key: str) -> None:
         try:
             self._redis.delete(self._prefix + "hits:" + key)
-        except redis.RedisError:
-            pass
+        except AWAY as exc:
+            _away(exc)
 
     def take(self, key: str, now: float, rate: float, burst: float) -> float | None:
         try:
@@ -329,7 +333,8 @@ class RedisCluster:
                 keys=[self._prefix + "bucket:" + key],
                 args=[now, rate, burst, _ttl(burst / rate)],
             )
-        except redis.RedisError:
+        except AWAY as exc:
+            _away(exc)
             return None
         return float(wait) if wait else None
 
@@ -399,8 +404,8 @@ class RedisCluster:
         self._stop.set()
         try:
             self._redis.hdel(self._listeners_key, self.worker_id)
-        except redis.RedisError:
-            pass
+        except AWAY as exc:
+            _away(exc)
 
     def _run(self) -> None:
         delay = 0.1
@@ -441,6 +446,13 @@ class RedisCluster:
                 self._on_control(msg["op"], msg["p"])
             except Exception:
                 log.exception("redis: could not apply %s from another worker", msg.get("op"))
+
+
+AWAY = (redis.ConnectionError, redis.TimeoutError)  # Redis is away: each worker decides alone
+
+
+def _away(exc: Exception) -> None:
+    log.warning("redis is away; this worker decides alone: %s", exc)
 
 
 def _ttl(seconds: float) -> int:

@@ -200,3 +200,37 @@ def test_each_ritual_fires_once_for_the_whole_hub(tmp_path, redis_server):
     finally:
         a.stop()
         b.stop()
+
+
+def test_cooldowns_and_windows_are_the_hubs_not_a_processs(tmp_path, redis_server):
+    """A ritual with a cooldown runs once however its matches are spread over two processes, and
+    one that needs 4 matches within a window fires on 2 + 2 of them."""
+    config = tmp_path / "spiral.toml"
+    config.write_text(
+        '[rituals.bell]\nrule = \'module == "bell.tower"\'\naction = "emit"\n'
+        'module = "ritual.bell"\nessential = true\ncooldown = 600\n\n'
+        '[rituals.burst]\nrule = \'module == "burst.probe"\'\naction = "emit"\n'
+        'module = "ritual.burst"\nessential = true\nwindow = { count = 4, seconds = 60 }\n'
+    )
+    env = {
+        "SPIRAL_REDIS_URL": redis_server.url,
+        "SPIRAL_FAKE_CLOCK": "1",
+        "SPIRAL_CONFIG": str(config),
+    }
+    a = ServerProcess(tmp_path / "shared", env=env, log_path=tmp_path / "a.log").start()
+    b = ServerProcess(tmp_path / "shared", env=env, log_path=tmp_path / "b.log").start()
+    try:
+        for i in range(6):
+            emit_glint("bell.tower", None, {"i": i}, url=(a, b)[i % 2].url)
+        for i in range(4):
+            emit_glint("burst.probe", None, {"i": i}, url=(a, b)[i // 2].url)
+
+        def runs(name):
+            history = requests.get(a.url + "/api/rituals/history", params={"ritual": name}).json()
+            return [r["status"] for r in history["runs"]]
+
+        assert sorted(runs("bell")) == ["ok", "skipped_cooldown"]  # once, and one note of it
+        assert runs("burst") == ["ok"]
+    finally:
+        a.stop()
+        b.stop()
