@@ -1,7 +1,5 @@
-"""The breath engine: the phase clock, the climate and the usage level.
-
-The phase is a pure function of (time, configuration, overrides), so every worker that shares the
-configuration and the overrides computes the same phase without talking to the others.
+"""The breath engine: the phase clock (engine/phases.py), the climate (engine/climate.py) and the
+usage level, with the protective state rituals switch on (throttle, blocks, caesura).
 """
 
 from __future__ import annotations
@@ -9,208 +7,32 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
-from zoneinfo import ZoneInfo
 
+from .climate import CLIMATES, Climate, ClimateTracker
 from .clock import Clock
+from .phases import CYCLE, PHASES, BreathConfig, Override, Phase, QuietHours, phase_at
 from .windows import SecondCounter
 
 if TYPE_CHECKING:
     from .ports import Cluster
 
-Phase = Literal["inhale", "hold", "exhale", "return", "night_hold"]
-Climate = Literal["clear", "unsettled", "suspicious"]
-
-PHASES: tuple[Phase, ...] = ("inhale", "hold", "exhale", "return", "night_hold")
-CYCLE: tuple[Phase, ...] = ("inhale", "hold", "exhale", "return")
-CLIMATES: tuple[Climate, ...] = ("clear", "unsettled", "suspicious")
-_CLIMATE_RANK = {c: i for i, c in enumerate(CLIMATES)}
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    """A daily window (local to `tz`) in which the hub rests in night_hold; may wrap midnight."""
-
-    start: time
-    end: time
-    tz: str = "UTC"
-
-    @classmethod
-    def parse(cls, text: str, tz: str = "UTC") -> QuietHours:
-        """Parse '22:00-06:00'."""
-        try:
-            a, b = text.split("-")
-            start, end = time.fromisoformat(a.strip()), time.fromisoformat(b.strip())
-        except ValueError as exc:
-            raise ValueError(f"quiet hours must look like '22:00-06:00', got {text!r}") from exc
-        ZoneInfo(tz)  # fail early on an unknown zone
-        return cls(start, end, tz)
-
-    def window_at(self, t: float) -> tuple[float, float] | None:
-        """The quiet window containing t as (start, end) epoch seconds, or None."""
-        zone = ZoneInfo(self.tz)
-        local = datetime.fromtimestamp(t, zone)
-        for day_shift in (0, -1):
-            day = (local + timedelta(days=day_shift)).date()
-            start = datetime.combine(day, self.start, zone)
-            end = datetime.combine(day, self.end, zone)
-            if end <= start:
-                end += timedelta(days=1)
-            if start.timestamp() <= t < end.timestamp():
-                return start.timestamp(), end.timestamp()
-        return None
-
-
-@dataclass(frozen=True)
-class BreathConfig:
-    durations: dict[str, float] = field(
-        default_factory=lambda: {"inhale": 16.0, "hold": 8.0, "exhale": 16.0, "return": 8.0}
-    )
-    epoch: float = 0.0
-    quiet_hours: QuietHours | None = None
-    capacity: float = 500.0  # glints per second that count as full usage
-    usage_window: int = 10
-    climate_window: int = 60
-    unsettled_rejections: int = 10  # rejected requests in the window ...
-    unsettled_share: float = 0.2  # ... making at least this share of all requests
-    suspicious_rejections: int = 30  # rejected requests from one source in the window ...
-    suspicious_share: float = 0.5  # ... making at least this share of that source's requests
-    calm_seconds: float = 30.0  # how long traffic must look better before the climate eases
-
-    def __post_init__(self) -> None:
-        missing = [p for p in CYCLE if p not in self.durations]
-        if missing:
-            raise ValueError(f"breath durations missing for: {', '.join(missing)}")
-        bad = [p for p, d in self.durations.items() if p not in CYCLE or not d > 0]
-        if bad:
-            raise ValueError(f"breath durations must be positive seconds for cycle phases: {bad}")
-
-    @property
-    def cycle_seconds(self) -> float:
-        return sum(self.durations[p] for p in CYCLE)
-
-
-@dataclass(frozen=True)
-class Override:
-    value: str
-    since: float
-    until: float
-
-    def active(self, t: float) -> bool:
-        return self.since <= t < self.until
-
-
-@dataclass(frozen=True)
-class PhaseSpan:
-    phase: Phase
-    started_at: float
-    ends_at: float
-    reason: Literal["cycle", "quiet_hours", "override"]
-
-
-def phase_at(t: float, config: BreathConfig, override: Override | None = None) -> PhaseSpan:
-    """The phase at time t: an admin override wins, then quiet hours, then the cycle."""
-    if override is not None and override.active(t):
-        return PhaseSpan(override.value, override.since, override.until, "override")  # type: ignore[arg-type]
-    if config.quiet_hours is not None:
-        window = config.quiet_hours.window_at(t)
-        if window is not None:
-            return PhaseSpan("night_hold", window[0], window[1], "quiet_hours")
-    cycle = config.cycle_seconds
-    offset = (t - config.epoch) % cycle
-    cycle_start = t - offset
-    acc = 0.0
-    for phase in CYCLE:
-        dur = config.durations[phase]
-        if offset < acc + dur:
-            return PhaseSpan(phase, cycle_start + acc, cycle_start + acc + dur, "cycle")
-        acc += dur
-    return PhaseSpan(
-        "return", cycle_start + cycle - config.durations["return"], cycle_start + cycle, "cycle"
-    )
-
-
-class ClimateTracker:
-    """Turns accepted and rejected requests per source into a climate, with hysteresis.
-
-    Rises at once when traffic looks worse; eases one step only after it has looked better for
-    `calm_seconds`. Callers serialize access (BreathEngine holds the lock).
-    """
-
-    MAX_SOURCES = 10_000
-
-    def __init__(self, config: BreathConfig) -> None:
-        self.config = config
-        self._accepted = SecondCounter(config.climate_window)
-        self._rejected = SecondCounter(config.climate_window)
-        self._by_source: dict[str, tuple[SecondCounter, SecondCounter]] = {}
-        self._level: Climate = "clear"
-        self._better_since: float | None = None
-
-    def record(self, source: str, ok: bool, now: float) -> None:
-        (self._accepted if ok else self._rejected).add(now)
-        counters = self._by_source.get(source)
-        if counters is None:
-            if len(self._by_source) >= self.MAX_SOURCES:
-                self._prune(now)
-            counters = (
-                SecondCounter(self.config.climate_window),
-                SecondCounter(self.config.climate_window),
-            )
-            self._by_source[source] = counters
-        counters[0 if ok else 1].add(now)
-
-    def suspects(self, now: float) -> dict[str, int]:
-        """Sources whose rejected requests alone make the climate suspicious, with their counts."""
-        cfg = self.config
-        out: dict[str, int] = {}
-        for source, (acc, rej) in self._by_source.items():
-            bad = rej.total(now)
-            if (
-                bad >= cfg.suspicious_rejections
-                and bad / (bad + acc.total(now)) >= cfg.suspicious_share
-            ):
-                out[source] = bad
-        return out
-
-    def raw_level(self, now: float) -> Climate:
-        if self.suspects(now):
-            return "suspicious"
-        bad, good = self._rejected.total(now), self._accepted.total(now)
-        if (
-            bad >= self.config.unsettled_rejections
-            and bad / (bad + good) >= self.config.unsettled_share
-        ):
-            return "unsettled"
-        return "clear"
-
-    def level(self, now: float) -> Climate:
-        raw = self.raw_level(now)
-        if _CLIMATE_RANK[raw] >= _CLIMATE_RANK[self._level]:
-            self._level = raw
-            self._better_since = None
-        elif self._better_since is None:
-            self._better_since = now
-        elif now - self._better_since >= self.config.calm_seconds:
-            self._level = CLIMATES[_CLIMATE_RANK[self._level] - 1]
-            self._better_since = now if raw != self._level else None
-        return self._level
-
-    def counts(self, now: float) -> dict[str, int]:
-        return {"accepted": self._accepted.total(now), "rejected": self._rejected.total(now)}
-
-    def _prune(self, now: float) -> None:
-        idle = [
-            s for s, (a, r) in self._by_source.items() if a.total(now) == 0 and r.total(now) == 0
-        ]
-        for s in idle:
-            del self._by_source[s]
-        if len(self._by_source) >= self.MAX_SOURCES:  # still full: forget the quietest half
-            ranked = sorted(self._by_source, key=lambda s: self._by_source[s][1].total(now))
-            for s in ranked[: len(ranked) // 2]:
-                del self._by_source[s]
+__all__ = [
+    "CLIMATES",
+    "CYCLE",
+    "PHASES",
+    "Alert",
+    "BreathConfig",
+    "BreathEngine",
+    "BreathState",
+    "Climate",
+    "Phase",
+    "QuietHours",
+    "Refusal",
+    "iso",
+]
 
 
 @dataclass(frozen=True)
