@@ -379,7 +379,8 @@ class RedisCluster:
             cutoff = time.time() - 5
             value = 0
             for raw in counts.values():
-                n, _, stamp = raw.decode().partition("@")
+                text = raw.decode() if isinstance(raw, bytes) else raw
+                n, _, stamp = text.partition("@")
                 if float(stamp or 0) >= cutoff:
                     value += int(n)
         except redis.RedisError:

@@ -187,7 +187,8 @@ class Glint:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return orjson.loads(self.json)
+        out: dict[str, Any] = orjson.loads(self.json)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,8 +170,12 @@ class Hub(Protocol):
     """Fan-out of events to subscribers; events with a seq reach them in seq order."""
 
     connected: bool  # False while a joined hub cannot reach the others (stream_sync)
-    published_total: int
-    dropped_total: int
+
+    @property
+    def published_total(self) -> int: ...
+
+    @property
+    def dropped_total(self) -> int: ...
 
     def publish(
         self,

@@ -366,7 +366,8 @@ class RitualEngine:
                 st = self._state[spec.name]
                 st.last_run_at, st.last_status, st.last_seq = now, status, seq
                 st.runs += 1
-        return orjson.loads(body)
+        run: dict[str, Any] = orjson.loads(body)
+        return run
 
     # -- admin ---------------------------------------------------------------------------------
     def invoke(self, name: str, trigger: Glint | None = None) -> dict[str, Any] | None:
