@@ -8,10 +8,21 @@ a glint, `"phase_change"` or `"climate_change"` for a change of the breath itsel
     usage > 0.8
     event == "phase_change" && phase == "return"
     has(context.depth) && context.depth == "contemplative"
+    context.readings.exists(r, r > 40)
+
+Every rule has a bounded cost, because the hub evaluates it on every glint and a CEL evaluation
+holds the interpreter until it ends (it cannot be preempted or moved off the event loop). So a rule
+is at most MAX_LENGTH characters and MAX_DEPTH brackets deep, and its comprehensions are tests over
+one list at a time: `all`, `exists` and `exists_one`, never one inside another, and never reaching
+for `context` inside one (a comprehension that copies the context on every turn, or that builds
+lists with `map`/`filter`, can run for a second over an 8 KiB context: measured in
+bench/rules_cost.py). Within those bounds an evaluation over the largest context a glint may carry
+stays around a millisecond.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,8 +42,15 @@ VARIABLES = (
 )
 
 
+_SPACE_NAME_COMMA = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+MAX_LENGTH = 1000
+MAX_DEPTH = 32
+COMPREHENSIONS = frozenset({"all", "exists", "exists_one"})
+REFUSED_MACROS = frozenset({"map", "filter", "transformList", "transformMap"})
+
+
 class RuleError(ValueError):
-    """A rule that does not compile, or uses a name a rule cannot see."""
+    """A rule that does not compile, uses a name a rule cannot see, or could cost too much."""
 
 
 class Rule:
@@ -41,11 +59,12 @@ class Rule:
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
             raise RuleError("the rule is empty")
+        bound = check_cost(source)
         try:
             self._program = cel.compile(source)
         except ValueError as exc:
             raise RuleError(str(exc)) from None
-        unknown = sorted(set(self._program.variables()) - set(VARIABLES))
+        unknown = sorted(set(self._program.variables()) - set(VARIABLES) - bound)
         if unknown:
             raise RuleError(f"unknown name {unknown[0]!r}; a rule can use {', '.join(VARIABLES)}")
         self.source = source
@@ -90,3 +109,86 @@ def prepare(activation: Mapping[str, Any]) -> cel.Context:
 
     Not thread-safe (a cel.Context is not): prepare one per event, in the thread evaluating it."""
     return cel.Context(variables=dict(activation))
+
+
+def check_cost(source: str) -> set[str]:
+    """Refuse a rule whose evaluation could be costly (see the module's docstring): too long, too
+    deep, a comprehension inside another, one that reaches for `context`, or map/filter. Answers
+    the names its comprehensions bind (`r` in `context.readings.exists(r, r > 40)`)."""
+    bound: set[str] = set()
+    if len(source) > MAX_LENGTH:
+        raise RuleError(f"the rule is {len(source)} characters; at most {MAX_LENGTH} are allowed")
+    stack: list[bool] = []  # one entry per open bracket: does it open a comprehension's arguments?
+    previous = ""  # the last significant character before the current token
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        if c in "\"'":
+            i = _skip_string(source, i)
+            previous = '"'
+            continue
+        if c == "/" and source.startswith("//", i):
+            end = source.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c.isalpha() or c == "_":
+            j = i
+            while j < n and (source[j].isalnum() or source[j] == "_"):
+                j += 1
+            word, selected = source[i:j], previous == "."
+            k = j
+            while k < n and source[k].isspace():
+                k += 1
+            if k < n and source[k] in "\"'" and word.lower() in ("r", "b", "rb", "br"):
+                i = _skip_string(source, k)  # a prefixed string literal: r"…", b'…'
+                previous = '"'
+                continue
+            calls = k < n and source[k] == "("
+            inside = any(stack)
+            if selected and calls and word in REFUSED_MACROS:
+                raise RuleError(
+                    f"{word}() builds a list on every evaluation; a rule is a test: use "
+                    "exists(), all() or exists_one()"
+                )
+            if selected and calls and word in COMPREHENSIONS:
+                if inside:
+                    raise RuleError(f"{word}() inside another comprehension: at most one level")
+                stack.append(True)
+                i, previous = k + 1, "("
+                variable = _SPACE_NAME_COMMA.match(source, i)
+                if variable:
+                    bound.add(variable.group(1))
+                continue
+            if inside and not selected and word == "context":
+                raise RuleError(
+                    "inside a comprehension, use its variable, not `context` (it would be "
+                    "copied on every turn); compare with a literal instead"
+                )
+            i, previous = j, "a"
+            continue
+        if c in "([{":
+            stack.append(False)
+            if len(stack) > MAX_DEPTH:
+                raise RuleError(f"the rule nests brackets more than {MAX_DEPTH} deep")
+        elif c in ")]}" and stack:
+            stack.pop()
+        if not c.isspace():
+            previous = c
+        i += 1
+    return bound
+
+
+def _skip_string(source: str, i: int) -> int:
+    """The index just past the string literal starting at `i` (or the end of the source)."""
+    quote = source[i]
+    triple = source.startswith(quote * 3, i)
+    close = quote * 3 if triple else quote
+    j = i + len(close)
+    while j < len(source):
+        if source[j] == "\\":
+            j += 2
+            continue
+        if source.startswith(close, j):
+            return j + len(close)
+        j += 1
+    return len(source)
