@@ -143,7 +143,7 @@ class BreathEngine:
         now = self.clock.now()
         with self._lock:
             self._ingest.add(now, n)
-            self._climate.record(source, True, now)
+            self._climate.record(source, True, now, n)
 
     def record_rejection(self, source: str) -> None:
         now = self.clock.now()
@@ -263,13 +263,17 @@ class BreathEngine:
         if not state.throttled:
             return None
         with self._lock:
+            # The heaviest sources first: one client posting as fast as it can must not lock out
+            # everyone else. A source sending less than the average active source goes through.
+            if not self._climate.heavy(source, now, self.config.usage_window):
+                return None
             release = self._throttle_release if self._throttle_release is not None else 0.0
             wait = self._seconds_until_usage_below(now, release)
         return Refusal(
             "throttled",
             wait,
-            f"the hub is saturated (usage {state.usage:.2f}); input "
-            f"is paused until usage falls below {release}",
+            f"the hub is saturated (usage {state.usage:.2f}) and {source} is among its heaviest "
+            f"sources: its input is paused until usage falls below {release}",
         )
 
     def _seconds_until_usage_below(self, now: float, level: float) -> int:

@@ -31,9 +31,10 @@ class ClimateTracker:
         self._by_source: dict[str, tuple[SecondCounter, SecondCounter]] = {}
         self._level: Climate = "clear"
         self._better_since: float | None = None
+        self._average: tuple[int, int, int] = (-1, 0, 0)  # second, accepted, active sources
 
-    def record(self, source: str, ok: bool, now: float) -> None:
-        (self._accepted if ok else self._rejected).add(now)
+    def record(self, source: str, ok: bool, now: float, n: int = 1) -> None:
+        (self._accepted if ok else self._rejected).add(now, n)
         counters = self._by_source.get(source)
         if counters is None:
             if len(self._by_source) >= self.MAX_SOURCES:
@@ -43,7 +44,7 @@ class ClimateTracker:
                 SecondCounter(self.config.climate_window),
             )
             self._by_source[source] = counters
-        counters[0 if ok else 1].add(now)
+        counters[0 if ok else 1].add(now, n)
 
     def suspects(self, now: float) -> dict[str, int]:
         """Sources whose rejected requests alone make the climate suspicious, with their counts."""
@@ -80,6 +81,20 @@ class ClimateTracker:
             self._level = CLIMATES[_CLIMATE_RANK[self._level] - 1]
             self._better_since = now if raw != self._level else None
         return self._level
+
+    def heavy(self, source: str, now: float, span: int) -> bool:
+        """True when `source` sent at least the average share of the last `span` seconds'
+        accepted input (the average over the sources that sent any)."""
+        counters = self._by_source.get(source)
+        mine = counters[0].total(now, span) if counters is not None else 0
+        if mine == 0:
+            return False
+        at, total, active = self._average
+        if int(now) != at:  # once a second: a pass over every source
+            totals = [acc.total(now, span) for acc, _ in self._by_source.values()]
+            total, active = sum(totals), sum(1 for t in totals if t)
+            self._average = (int(now), total, active)
+        return mine * max(active, 1) >= total
 
     def counts(self, now: float) -> dict[str, int]:
         return {"accepted": self._accepted.total(now), "rejected": self._rejected.total(now)}

@@ -135,7 +135,8 @@ def test_throttle_answers_429_with_retry_after_warns_once_and_recovers_below_rel
     assert refused.get_json() == {
         "error": "throttled",
         "retry_after": 9,
-        "message": "the hub is saturated (usage 1.00); input is paused until usage falls below 0.6",
+        "message": "the hub is saturated (usage 1.00) and 10.0.0.1 is among its heaviest "
+        "sources: its input is paused until usage falls below 0.6",
     }
     breath = client.get("/api/breath").get_json()
     assert breath["throttled"] is True and breath["usage"] == 1.0

@@ -584,10 +584,10 @@ def test_throttle_lifts_only_below_its_release_level():
     breath.record_ingest("a", n=5)
     assert breath.begin_throttle(0.6) is True
     assert breath.begin_throttle(0.6) is False  # one episode
-    refusal = breath.refusal("anyone")
+    refusal = breath.refusal("a")
     assert (refusal.kind, refusal.retry_after) == ("throttled", 9)  # the 4 must leave the window
     clock.advance(9)  # usage 0.5
-    assert breath.refusal("anyone") is None
+    assert breath.refusal("a") is None
     assert breath.state().throttled is False
     assert breath.begin_throttle(0.6) is True  # a new episode
 
@@ -618,3 +618,20 @@ def test_the_orchestrator_refuses_but_lets_ritual_glints_through(make):
         60,
     )
     assert emit(hub, source="ritual:watch").seq == 1
+
+
+def test_a_throttle_refuses_the_heaviest_sources_first():
+    """One client posting as fast as it can must not lock everyone else out: while the hub is
+    throttled, a source sending less than the average active source still gets through."""
+    clock = FakeClock(T0)
+    breath = BreathEngine(BreathConfig(capacity=1.0, usage_window=10), clock)
+    breath.record_ingest("flood", n=30)
+    breath.record_ingest("sensor", n=2)
+    breath.record_ingest("probe", n=1)
+    assert breath.begin_throttle(0.6) is True
+    assert breath.refusal("flood").kind == "throttled"  # 30 of 33: far above the average of 11
+    assert breath.refusal("sensor") is None
+    assert breath.refusal("newcomer") is None  # sent nothing yet
+    breath.record_ingest("sensor", n=20)  # now the heavier
+    clock.advance(1)
+    assert breath.refusal("sensor").kind == "throttled"
