@@ -1,4 +1,6 @@
-"""Running a real Spiral server process for tests: free port, own data dir, readiness wait."""
+"""What many tests share: a real Spiral server process (free port, own data dir, readiness
+wait), emitting a glint to a test client or a running server, and the bell and hook rituals.
+Event streams are read with tests/sse.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -119,3 +122,38 @@ url = 'http://127.0.0.1:{port}/down?note={hook_note}'
 timeout = 1
 retries = 0
 """
+
+
+def post_glint(
+    to: Any,
+    module: str = "a.b",
+    phase: str | None = None,
+    *,
+    http: requests.Session | None = None,
+    headers: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None,
+    **fields: Any,
+) -> Any:
+    """POST one glint to /stream/glint and return the response, to check a refusal.
+
+    `to` is a Flask test client (`environ` then sets e.g. REMOTE_ADDR), or a running server: a
+    ServerProcess or a base URL (`http`, a requests.Session, keeps the connection). `fields` are
+    the glint's other fields: context, id, parent_id."""
+    body = {"module": module, **({"phase": phase} if phase else {}), **fields}
+    if isinstance(to, (str, ServerProcess)):
+        url = to if isinstance(to, str) else to.url
+        return (http or requests).post(
+            url + "/stream/glint", json=body, headers=headers, timeout=10
+        )
+    extra = {"environ_base": environ} if environ else {}
+    return to.post("/stream/glint", json=body, headers=headers, **extra)
+
+
+def emit(to: Any, module: str = "a.b", phase: str | None = None, **options: Any) -> dict:
+    """post_glint, failing the test unless the glint was stored (201); the emit answer."""
+    resp = post_glint(to, module, phase, **options)
+    if isinstance(resp, requests.Response):
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()

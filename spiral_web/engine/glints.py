@@ -12,6 +12,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .breath import Phase
+from .validation import explain
 
 MAX_CONTEXT_BYTES = 8 * 1024
 MAX_CONTEXT_DEPTH = 8
@@ -139,19 +140,7 @@ def validate_glint(data: Any) -> GlintIn:
 
 
 def _raise_from(exc: ValidationError) -> GlintIn:
-    errors = exc.errors(include_url=False, include_input=False)
-    if any(e["type"] == "json_invalid" for e in errors):
-        raise GlintError(400, "invalid_json", "the body is not valid JSON") from None
-    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
-        raise GlintError(422, "invalid_glint", "a glint must be a JSON object") from None
-    details = [
-        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
-        for e in errors
-    ]
-    first = details[0]
-    raise GlintError(
-        422, "invalid_glint", f"{first['field']}: {first['problem']}", details
-    ) from None
+    raise GlintError(*explain(exc, "invalid_glint", "a glint must be a JSON object")) from None
 
 
 @dataclass(frozen=True, slots=True)

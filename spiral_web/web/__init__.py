@@ -1,1 +1,1 @@
-"""HTTP blueprints: dashboard, stream (SSE), api, ops (health, metrics)."""
+"""The web layer: blueprints for HTTP, SSE and WebSocket over the engine (docs/web-layout.md)."""

@@ -8,17 +8,17 @@ and listener sees it without waiting for the next tick.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal, TypeVar
 
 import orjson
 from flask import Blueprint, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine.breath import CLIMATES, PHASES, iso
-from ..engine.glints import GlintError
-from .auth import admin_refusal, require_admin
+from ..engine.validation import explain
+from .access import access
 from .common import json_response, spiral
+from .errors import ApiError, BadRequest, Invalid
 from .schemas import BreathOut
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -27,6 +27,7 @@ MAX_SECONDS = 24 * 3600.0
 
 Phase = Literal["inhale", "hold", "exhale", "return", "night_hold"]
 Climate = Literal["clear", "unsettled", "suspicious"]
+M = TypeVar("M", bound=BaseModel)
 
 
 class PhaseOverrideIn(BaseModel):
@@ -64,7 +65,7 @@ class OverrideAnswer(BaseModel):
 
 
 @bp.post("/phase")
-@require_admin
+@access("admin", json_only=True)
 def phase():
     body = _body(PhaseOverrideIn)
     until = set_phase(body.phase, body.seconds)
@@ -72,7 +73,7 @@ def phase():
 
 
 @bp.post("/climate")
-@require_admin
+@access("admin", json_only=True)
 def climate():
     body = _body(ClimateOverrideIn)
     until = set_climate(body.climate, body.seconds)
@@ -97,8 +98,7 @@ def _override(
 ) -> float | None:
     if value is not None:
         if value not in allowed:
-            raise GlintError(
-                422,
+            raise Invalid(
                 "invalid_override",
                 f"{kind} must be one of {', '.join(allowed)}",
                 [{"field": kind, "problem": f"choose one of {', '.join(allowed)}"}],
@@ -110,54 +110,30 @@ def _override(
     return hub.clock.now() + seconds if value is not None else None
 
 
-def check_token(given: str | None) -> tuple[int, str] | None:
-    """None when `given` (a token typed into a form; without one, the bearer header or the
-    signed-in session) may act as admin; else (status, why) — as `require_admin` decides."""
-    problem = admin_refusal(given or None)
-    return None if problem is None else (problem.status, problem.message)
-
-
-def same_origin() -> bool:
-    """A form post from another site (cross-site request forgery) carries a foreign Origin."""
-    origin = request.headers.get("Origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.host
-
-
 # -- helpers ---------------------------------------------------------------------------------------
 
 
 def _check_seconds(seconds: float) -> None:
     if not (0 < seconds <= MAX_SECONDS):
-        raise GlintError(
-            422,
+        raise Invalid(
             "invalid_override",
             f"duration must be between 1 second and {MAX_SECONDS / 3600:g} hours",
             [{"field": "minutes", "problem": "choose a duration up to 24 hours"}],
         )
 
 
-def _body(model: type[BaseModel]) -> Any:
-    if request.mimetype != "application/json":
-        raise GlintError(415, "unsupported_media_type", "send the body as application/json")
+def _body(model: type[M]) -> M:
+    """The JSON object body validated by `model` (the view takes application/json only)."""
     try:
         data = orjson.loads(request.get_data(cache=False) or b"null")
     except orjson.JSONDecodeError:
-        raise GlintError(400, "invalid_json", "the body is not valid JSON") from None
+        raise BadRequest("invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise GlintError(422, "invalid_override", "the body must be a JSON object")
+        raise Invalid("invalid_override", "the body must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
-            for e in exc.errors()
-        ]
-        first = details[0]
-        raise GlintError(
-            422, "invalid_override", f"{first['field']}: {first['problem']}", details
-        ) from None
+        raise ApiError(*explain(exc, "invalid_override")) from None
 
 
 def _answer(status: str, until: float | None):

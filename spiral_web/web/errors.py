@@ -1,16 +1,117 @@
-"""Every refusal is a JSON body with `error` and `message`; never an HTML page or a bare 500."""
+"""Every refusal is a JSON body with `error` and `message`; never an HTML page or a bare 500.
+
+The web layer raises ApiError (or one of its kinds below); the engine raises GlintError (a glint
+refused) and Refused (input paused for now: 429). All of them are answered here, the same way, and
+the WebSocket turns the same `to_dict()` into its error frames.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from ..engine.glints import GlintError
-from .common import error, source, spiral
+from ..engine.orchestrator import Refused
+from .common import json_response, source, spiral
 
 log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A request refused: the HTTP `status`, a stable `error` code, a `message` a person can act
+    on, `details` for a body of the wrong shape (one `{"field", "problem"}` each) and, for a
+    refusal that passes, `retry_after` in seconds."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        details: list[dict[str, str]] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.details = details or []
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.error, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        return out
+
+
+class BadRequest(ApiError):
+    """400: a query, header or frame that cannot be read (`error` says which kind)."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(400, error, message)
+
+
+class Unauthorized(ApiError):
+    """401: no credentials where they are needed (answered with WWW-Authenticate)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(401, "unauthorized", message)
+
+
+class Forbidden(ApiError):
+    """403: credentials that do not allow this, or a request from the wrong place."""
+
+    def __init__(self, message: str, error: str = "forbidden") -> None:
+        super().__init__(403, error, message)
+
+
+class NotFound(ApiError):
+    """404: no such glint or ritual."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "not_found", message)
+
+
+class UnsupportedMediaType(ApiError):
+    """415: a body that is not JSON where only JSON is taken."""
+
+    def __init__(self, message: str = "send the body as application/json") -> None:
+        super().__init__(415, "unsupported_media_type", message)
+
+
+class Invalid(ApiError):
+    """422: a body (or form) of the wrong shape; `details` name the fields."""
+
+    def __init__(self, error: str, message: str, details: list[dict[str, str]] | None = None):
+        super().__init__(422, error, message, details)
+
+
+class RateLimited(ApiError):
+    """429: a source sent faster than its rate (answered like the throttle, with Retry-After)."""
+
+    def __init__(self, retry_after: int, rate: float) -> None:
+        super().__init__(
+            429,
+            "rate_limited",
+            f"this source may send {rate:g} glints a second; try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+
+class Unavailable(ApiError):
+    """503: the server cannot take this now (too many listeners; a store that failed)."""
+
+    def __init__(self, error: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(503, error, message, retry_after=retry_after)
+
+
+# What a transport answers as a refusal: ours, and the engine's (Refused is a GlintError).
+REFUSALS = (ApiError, GlintError)
 
 _CODES = {
     400: "bad_request",
@@ -26,18 +127,13 @@ _CODES = {
 
 
 def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
     @app.errorhandler(GlintError)
-    def _glint_error(exc: GlintError):
-        _count_rejection(exc.status)
-        response = error(
-            exc.status, exc.error, exc.message, **({"details": exc.details} if exc.details else {})
-        )
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="spiral"'
-        return response
+    def _refusal(exc: ApiError | GlintError) -> Response:
+        return refuse(exc)
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
+    def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         _count_rejection(status)
         message = exc.description or exc.name
@@ -46,22 +142,41 @@ def init_app(app: Flask) -> None:
         return error(status, _CODES.get(status, exc.name.lower().replace(" ", "_")), message)
 
     @app.errorhandler(OverflowError)
-    def _overflow(exc: OverflowError):
+    def _overflow(exc: OverflowError) -> Response:
         # A number past what SQLite (64-bit) or a float can hold, from any query or header that
         # was checked only for being a number: the request is at fault, so a 400, not a 500.
         _count_rejection(400)
         return error(400, "out_of_range", "a number in this request is too large")
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
+    def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error(
             500, "internal_error", "the server failed to handle this request; it was logged"
         )
 
 
+def refuse(exc: ApiError | GlintError) -> Response:
+    """The answer to a refusal, counted for the climate when it is one that counts."""
+    _count_rejection(exc.status)
+    response = json_response(exc.to_dict(), exc.status)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="spiral"'
+    retry_after = exc.retry_after if isinstance(exc, (ApiError, Refused)) else None
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def error(status: int, code: str, message: str) -> Response:
+    """A JSON error body for what is not an ApiError (HTTP errors, the unexpected)."""
+    return json_response({"error": code, "message": message}, status)
+
+
 def _count_rejection(status: int) -> None:
-    """Rejected writes and refused credentials feed the climate: many from one source make it
+    """Rejected writes, refused credentials and input refused for now (429, so a source that
+    ignores Retry-After stays suspicious) feed the climate: many from one source make it
     suspicious."""
-    if (request.method == "POST" and 400 <= status < 500 and status != 404) or status in (401, 403):
+    write = request.method == "POST" and 400 <= status < 500 and status != 404
+    if write or status in (401, 403, 429):
         spiral().breath.record_rejection(source())

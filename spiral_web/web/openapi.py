@@ -353,7 +353,7 @@ def build_openapi(version: str) -> dict[str, Any]:
             },
         },
     }
-    for item in doc["paths"].values():  # any operation may meet the token checks (web/auth.py)
+    for item in doc["paths"].values():  # any operation may meet the token checks (web/auth/)
         for op in item.values():
             for code in (401, 403):
                 refused = _json(s.ErrorOut, "Refused: the body says why")

@@ -10,9 +10,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..engine.breath import CLIMATES, PHASES
 from ..engine.clock import FakeClock
-from ..engine.glints import GlintError
 from ..services import Spiral
+from .access import access
 from .common import json_response, spiral
+from .errors import BadRequest
 
 bp = Blueprint("ops", __name__)
 
@@ -25,11 +26,13 @@ def _served_by(response):
 
 
 @bp.get("/healthz")
+@access("public")
 def healthz():
     return json_response({"status": "ok"})
 
 
 @bp.get("/readyz")
+@access("public")
 def readyz():
     checks = spiral().ready()
     ok = all(checks.values())
@@ -46,6 +49,7 @@ def _register_metrics(state) -> None:
 
 
 @bp.get("/metrics")
+@access("public")
 def metrics():
     registry = current_app.extensions["spiral.metrics"]
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
@@ -96,6 +100,7 @@ class SpiralCollector:
 
 
 @bp.post("/_test/clock")
+@access("public")
 def move_clock():
     """Test-only: move the fake clock. Exists only when the server runs with fake_clock on."""
     hub = spiral()
@@ -107,6 +112,6 @@ def move_clock():
     elif "set" in body:
         hub.clock.set(float(body["set"]))
     else:
-        raise GlintError(400, "bad_request", 'send {"advance": seconds} or {"set": epoch seconds}')
+        raise BadRequest("bad_request", 'send {"advance": seconds} or {"set": epoch seconds}')
     state = hub.orchestrator.publish_breath()
     return json_response(state.to_dict())

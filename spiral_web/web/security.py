@@ -1,7 +1,8 @@
 """Response headers (Content-Security-Policy and friends) and the limits with clear answers:
-a token bucket per source (429 with Retry-After) and a cap on subscribers per process (503 with
-Retry-After). Body size (413), content type (415), schema (422), WebSocket frame size and context
-depth and keys are bounded where they are read (app config, web/stream.py, engine/glints.py, ws.py).
+a token bucket per source (429 with Retry-After) for views declared `rate_limited`, and a cap on
+subscribers per process (503 with Retry-After) for views declared a `stream` (web/access.py).
+Body size (413), content type (415), schema (422), WebSocket frame size and context depth and keys
+are bounded where they are read (app config, web/access.py, engine/glints.py, ws.py).
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask, Response, current_app, request
 
 from ..config import Config
-from ..engine.breath import Refusal
-from ..engine.orchestrator import Refused
-from .common import error, source, spiral
+from .access import declared
+from .common import source, spiral
+from .errors import RateLimited, Unavailable
 
 # Scripts only from this site: no inline script, no eval (htmx 4 would need 'unsafe-eval' only for
 # hx-on:* attributes and trigger filters, which the templates do not use). Styles: the stylesheet
@@ -53,9 +53,6 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
-LIMITED = frozenset({"stream.emit", "dashboard.emit", "auth.sign_in_post"})
-SUBSCRIBING = frozenset({"stream.stream", "dashboard.stream", "ws.websocket"})
-
 
 def init_app(app: Flask, config: Config) -> None:
     rate, burst = config.rate()
@@ -74,24 +71,22 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def _limits() -> Any:
-    endpoint = request.endpoint
-    if endpoint in LIMITED and request.method == "POST":
+def _limits() -> None:
+    access = declared(request.endpoint)
+    if access is None:
+        return
+    if access.rate_limited and request.method == "POST":
         check_rate(source())
-    elif endpoint in SUBSCRIBING:
+    elif access.stream is not None:
         hub = spiral()
         cap = hub.config.max_subscribers
         if hub.hub.local_listeners >= cap:
             wait = random.randint(2, 8)  # spread the reconnects
-            response = error(
-                503,
+            raise Unavailable(
                 "too_many_listeners",
                 f"this server already has {cap} listeners; try again in {wait} s",
                 retry_after=wait,
             )
-            response.headers["Retry-After"] = str(wait)
-            return response
-    return None
 
 
 def check_rate(who: str) -> None:
@@ -102,17 +97,6 @@ def check_rate(who: str) -> None:
     wait = limiter.take(who)
     if wait is not None:
         raise RateLimited(wait, limiter.rate)
-
-
-class RateLimited(Refused):
-    """A source sent faster than its rate: 429 with Retry-After (answered like the throttle)."""
-
-    def __init__(self, retry_after: int, rate: float) -> None:
-        super().__init__(Refusal("throttled", retry_after, ""))
-        self.error = "rate_limited"
-        self.message = (
-            f"this source may send {rate:g} glints a second; try again in {retry_after} s"
-        )
 
 
 class SourceLimiter:

@@ -17,8 +17,10 @@ from flask import Blueprint, Response, current_app, request
 
 from ..engine.events import Event, sse_frame
 from ..engine.feed import listener_feed
-from ..engine.glints import GlintError, parse_glint
-from .common import json_response, last_event_id, source, spiral, stream_filters
+from ..engine.glints import parse_glint
+from .access import access
+from .common import json_response, source, spiral
+from .queries import last_event_id, stream_filters
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +30,15 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @bp.post("/stream/glint")
+@access("publish", json_only=True, rate_limited=True)
 def emit():
-    if request.mimetype != "application/json":
-        raise GlintError(415, "unsupported_media_type", "send the glint as application/json")
     data = parse_glint(request.get_data(cache=False))
     result = spiral().orchestrator.emit(data, source())
     return json_response(result.answer(), 200 if result.duplicate else 201)
 
 
 @bp.get("/stream")
+@access("read", stream="sse")
 def stream():
     hub = spiral()
     filters = stream_filters(request.args)

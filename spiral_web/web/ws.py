@@ -39,10 +39,13 @@ from wsproto.utilities import LocalProtocolError
 
 from ..engine.events import Filters
 from ..engine.feed import listener_feed, notice
-from ..engine.glints import GlintError, validate_glint
+from ..engine.glints import validate_glint
 from ..services import Spiral
-from .auth import refusal
-from .common import last_event_id, source, spiral, stream_filters
+from .access import access
+from .auth.identity import refusal
+from .common import source, spiral
+from .errors import REFUSALS, ApiError, BadRequest
+from .queries import last_event_id, stream_filters
 from .security import check_rate
 
 log = logging.getLogger(__name__)
@@ -116,13 +119,14 @@ def _no_compression() -> None:
 
 
 @sock.route("/ws", bp=bp)
+@access("read", stream="websocket")
 def websocket(ws) -> None:
     options = current_app.extensions["spiral.ws"]
     if options["send_buffer"]:
         # A smaller kernel buffer bounds memory per socket and finds a stalled peer sooner.
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, options["send_buffer"])
     conn = _Connection(ws, spiral(), source(), options["send_timeout"])
-    # Reading was checked before the handshake (web/auth.py); emitting is settled here, once,
+    # Reading was checked before the handshake (web/auth/guard.py); emitting is settled here, once,
     # from the credentials the handshake carried (bearer, ?token= or the dashboard's session).
     conn.publish_refusal = refusal("publish")
     conn.serve()
@@ -180,7 +184,7 @@ class _Connection:
         self.closed = False
         self._closed_by_us = False
         self._pump: _Pump | None = None
-        self.publish_refusal: GlintError | None = None
+        self.publish_refusal: ApiError | None = None
         # Bounds every write (see send). The reader thread only calls recv() once its selector
         # says data is there (simple-websocket does so whenever ping_interval is set), so the
         # timeout never fires on an idle but healthy connection; without pings it would.
@@ -214,24 +218,22 @@ class _Connection:
             ref = frame.get("ref")
             if not _valid_ref(ref):
                 ref = None
-                raise GlintError(
-                    400,
+                raise BadRequest(
                     "invalid_frame",
                     f"ref must be a string (at most {REF_MAX} characters) or an integer",
                 )
             given = frame.get("type")
             kind = given if isinstance(given, str) and given in _FRAME_KEYS else None
             if kind is None:
-                raise GlintError(
-                    400,
+                raise BadRequest(
                     "unknown_type",
                     f"unknown frame type {str(given)[:40]!r}; expected one of "
                     f"{', '.join(_FRAME_KEYS)}",
                 )
             extra = sorted(set(frame) - _FRAME_KEYS[kind])
             if extra:
-                raise GlintError(
-                    400, "invalid_frame", f"unexpected field {extra[0]!r} in a {kind} frame"
+                raise BadRequest(
+                    "invalid_frame", f"unexpected field {extra[0]!r} in a {kind} frame"
                 )
             if kind == "ping":
                 self._reply({"type": "pong", "ref": ref})
@@ -239,7 +241,7 @@ class _Connection:
                 self._subscribe(frame, ref)
             else:
                 self._emit(frame, ref)
-        except GlintError as exc:
+        except REFUSALS as exc:
             if kind in ("emit", None):  # as a refused POST counts; a bad filter, like a bad
                 self.hub.breath.record_rejection(self.source)  # GET, does not
             self._reply({"type": "error", "ref": ref, **exc.to_dict()})
@@ -260,8 +262,8 @@ class _Connection:
         if raw_resume is not None and (
             isinstance(raw_resume, bool) or not isinstance(raw_resume, (int, str))
         ):
-            raise GlintError(
-                400, "invalid_last_event_id", "last_event_id must be a whole number (a glint seq)"
+            raise BadRequest(
+                "invalid_last_event_id", "last_event_id must be a whole number (a glint seq)"
             )
         resume = last_event_id(None, None if raw_resume is None else str(raw_resume))
         self._stop_pump()
@@ -355,9 +357,9 @@ def _decode(raw: str | bytes) -> dict[str, Any]:
     try:
         frame = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise GlintError(400, "invalid_json", "a frame must be a JSON object") from None
+        raise BadRequest("invalid_json", "a frame must be a JSON object") from None
     if not isinstance(frame, dict):
-        raise GlintError(400, "invalid_frame", "a frame must be a JSON object with a type")
+        raise BadRequest("invalid_frame", "a frame must be a JSON object with a type")
     return frame
 
 
@@ -365,9 +367,9 @@ def _filters(frame: dict[str, Any]) -> Filters:
     """The subscribe frame's filters, checked exactly like `/stream`'s query parameters."""
     module, phase = frame.get("module"), frame.get("phase")
     if module is not None and not isinstance(module, str):
-        raise GlintError(400, "invalid_filter", "module must be a string such as 'memory.*'")
+        raise BadRequest("invalid_filter", "module must be a string such as 'memory.*'")
     phases = [phase] if isinstance(phase, str) else phase if phase is not None else []
     if not isinstance(phases, list) or not all(isinstance(p, str) for p in phases):
-        raise GlintError(400, "invalid_filter", "phase must be a phase name or a list of them")
+        raise BadRequest("invalid_filter", "phase must be a phase name or a list of them")
     args = MultiDict([("module", module or "")] + [("phase", p) for p in phases])
     return stream_filters(args)

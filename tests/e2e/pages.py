@@ -117,3 +117,13 @@ class Dashboard:
 
 def has_class(name: str) -> re.Pattern[str]:
     return re.compile(rf"(^|\s){re.escape(name)}(\s|$)")
+
+
+# Layout boxes come back in fractions of a CSS pixel (device scale, transforms mid-transition):
+# a box "as wide as the screen" can measure 390.00001 px on a 390 px phone.
+LAYOUT_TOLERANCE = 0.5
+
+
+def fits(size: float, room: float) -> bool:
+    """A measured width or height fits in `room` CSS pixels, up to sub-pixel rounding."""
+    return size <= room + LAYOUT_TOLERANCE

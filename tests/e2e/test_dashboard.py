@@ -12,17 +12,11 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from ..support import ServerProcess, free_port
+from ..support import ServerProcess, emit, free_port
 from .conftest import ARTIFACTS
-from .pages import Dashboard, has_class
+from .pages import Dashboard, fits, has_class
 
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-
-
-def post(server, **glint) -> dict:
-    resp = requests.post(server.url + "/stream/glint", json=glint, timeout=5)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
 
 
 def breath(server) -> dict:
@@ -46,7 +40,7 @@ def to_phase_end(server) -> dict:
 
 def test_first_render_is_complete_without_javascript(live_server, browser):
     for i, module in enumerate(["breath.emitter", "memory.scroll", "shrine.system"]):
-        post(live_server, module=module, phase="inhale", context={"n": i})
+        emit(live_server, module=module, phase="inhale", context={"n": i})
     context = browser.new_context(java_script_enabled=False)
     try:
         page = context.new_page()
@@ -70,7 +64,7 @@ def test_glints_and_statistics_arrive_live(live_server, page):
     board = Dashboard(page, live_server.url).open()
     expect(page.locator("#timeline-empty")).to_be_visible()
     answers = [
-        post(live_server, module=m, phase=p, context={"depth": "contemplative"})
+        emit(live_server, module=m, phase=p, context={"depth": "contemplative"})
         for m, p in [
             ("memory.scroll", "hold"),
             ("breath.emitter", "inhale"),
@@ -136,7 +130,7 @@ def test_glow_follows_the_climate(live_server, page):
     # activity brightens it: the glint rate drives --activity
     level = float(glow.evaluate("g => g.style.getPropertyValue('--activity')") or 0)
     for i in range(12):
-        post(live_server, module="sensor.garden", context={"i": i})
+        emit(live_server, module="sensor.garden", context={"i": i})
     expect(glow).not_to_have_attribute("style", f"--activity: {level}", timeout=5000)
     assert float(glow.evaluate("g => g.style.getPropertyValue('--activity')")) > level
     board.screenshot("dashboard-suspicious.png")
@@ -148,9 +142,9 @@ def test_glow_follows_the_climate(live_server, page):
 
 
 def test_filters_narrow_the_timeline_and_its_live_feed(live_server, page):
-    post(live_server, module="memory.scroll", phase="return")
-    post(live_server, module="breath.emitter", phase="inhale")
-    post(live_server, module="memory.index", phase="inhale")
+    emit(live_server, module="memory.scroll", phase="return")
+    emit(live_server, module="breath.emitter", phase="inhale")
+    emit(live_server, module="memory.index", phase="inhale")
     board = Dashboard(page, live_server.url).open()
     expect(board.rows).to_have_count(3)
 
@@ -158,8 +152,8 @@ def test_filters_narrow_the_timeline_and_its_live_feed(live_server, page):
     expect(board.rows).to_have_count(2)
     expect(page).to_have_url(re.compile(r"/\?module=memory\.\*$"))
     board.expect_live()
-    kept = post(live_server, module="memory.scroll", phase="hold")
-    other = post(live_server, module="breath.emitter", phase="hold")
+    kept = emit(live_server, module="memory.scroll", phase="hold")
+    other = emit(live_server, module="breath.emitter", phase="hold")
     expect(board.glint(kept["seq"])).to_be_visible()
     expect(board.rows).to_have_count(3)
     assert board.glint(other["seq"]).count() == 0
@@ -175,17 +169,17 @@ def test_filters_narrow_the_timeline_and_its_live_feed(live_server, page):
 
     board.filter()
     expect(board.rows).to_have_count(5)
-    late = post(live_server, module="breath.emitter")
+    late = emit(live_server, module="breath.emitter")
     expect(board.glint(late["seq"])).to_be_visible()
     assert page.js_errors == []
 
 
 def test_pause_holds_new_glints_and_resume_loses_none(live_server, page):
-    first = [post(live_server, module="breath.emitter", context={"n": i})["seq"] for i in range(3)]
+    first = [emit(live_server, module="breath.emitter", context={"n": i})["seq"] for i in range(3)]
     board = Dashboard(page, live_server.url).open()
     board.pause_button.click()
     expect(board.pause_button).to_have_attribute("data-state", "paused")
-    held = [post(live_server, module="memory.scroll", context={"n": i})["seq"] for i in range(5)]
+    held = [emit(live_server, module="memory.scroll", context={"n": i})["seq"] for i in range(5)]
     expect(board.new_count).to_have_text("5 new")
     expect(board.rows).to_have_count(3)  # the reader's page stays still
     board.screenshot("dashboard-paused.png")
@@ -198,14 +192,14 @@ def test_pause_holds_new_glints_and_resume_loses_none(live_server, page):
     with ThreadPoolExecutor(8) as pool:
         more = sorted(
             pool.map(
-                lambda i: post(live_server, module="agent.listener", context={"i": i})["seq"],
+                lambda i: emit(live_server, module="agent.listener", context={"i": i})["seq"],
                 range(40),
             )
         )
     expect(board.glint(more[-1])).to_be_visible()
     page.locator("#timeline-body").evaluate("b => { b.scrollTop = 400; }")
     expect(board.pause_button).to_have_attribute("data-state", "paused")
-    late = [post(live_server, module="shrine.system")["seq"] for _ in range(2)]
+    late = [emit(live_server, module="shrine.system")["seq"] for _ in range(2)]
     expect(board.new_count).to_have_text("2 new")
     page.locator("#timeline-body").evaluate("b => { b.scrollTop = 0; }")
     expect(board.pause_button).to_have_attribute("data-state", "live")
@@ -220,7 +214,7 @@ def test_busy_hub_keeps_the_page_bounded_and_in_order(live_server, page):
     with ThreadPoolExecutor(8) as pool:
         seqs = list(
             pool.map(
-                lambda i: post(live_server, module=f"load.m{i % 7}", context={"i": i})["seq"],
+                lambda i: emit(live_server, module=f"load.m{i % 7}", context={"i": i})["seq"],
                 range(260),
             )
         )
@@ -241,20 +235,20 @@ def test_busy_hub_keeps_the_page_bounded_and_in_order(live_server, page):
 
 
 def test_a_glint_opens_with_its_context_and_lineage(live_server, page):
-    root = post(
+    root = emit(
         live_server,
         module="memory.scroll",
         phase="inhale",
         context={"intention": "morning_emergence"},
     )
-    child = post(
+    child = emit(
         live_server,
         module="ritual.archival",
         parent_id=root["id"],
         context={"ritual": "archival", "moved": 12, "note": HOSTILE},
     )
-    post(live_server, module="agent.scribe", parent_id=child["id"], context={"wrote": "summary"})
-    post(
+    emit(live_server, module="agent.scribe", parent_id=child["id"], context={"wrote": "summary"})
+    emit(
         live_server,
         module="agent.listener",
         parent_id=child["id"],
@@ -292,7 +286,7 @@ def test_a_glint_opens_with_its_context_and_lineage(live_server, page):
 
 def test_hostile_text_is_shown_as_text(live_server, page):
     board = Dashboard(page, live_server.url).open()
-    live = post(live_server, module="shrine.system", context={"note": HOSTILE, HOSTILE: "key"})
+    live = emit(live_server, module="shrine.system", context={"note": HOSTILE, HOSTILE: "key"})
     row = board.glint(live["seq"])
     expect(row.locator(".ctx")).to_contain_text("<script>window.__pwned = 1</script>")
     assert row.locator("script, img").count() == 0
@@ -446,10 +440,10 @@ def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_serv
             resumes.append(r.headers.get("last-event-id")) if "/dashboard/stream" in r.url else None
         ),
     )
-    before = [post(live_server, module="breath.emitter", context={"n": i})["seq"] for i in range(2)]
+    before = [emit(live_server, module="breath.emitter", context={"n": i})["seq"] for i in range(2)]
     board = Dashboard(page, live_server.url).open()
     before.append(
-        post(live_server, module="breath.emitter")["seq"]
+        emit(live_server, module="breath.emitter")["seq"]
     )  # seen live: its id is the resume point
     expect(board.glint(before[-1])).to_be_visible()
 
@@ -459,7 +453,7 @@ def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_serv
     live_server.kill()
     expect(page.locator("#conn")).not_to_have_attribute("data-state", "live")
     live_server.start()
-    missed = [post(live_server, module="memory.scroll", context={"n": i})["seq"] for i in range(3)]
+    missed = [emit(live_server, module="memory.scroll", context={"n": i})["seq"] for i in range(3)]
     page.unroute("**/dashboard/stream*")
     board.expect_live(timeout=20_000)
     expect(board.glint(missed[-1])).to_be_visible(timeout=10_000)
@@ -468,10 +462,10 @@ def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_serv
     # 2. A background tab: htmx closes the stream while hidden and resumes when shown again.
     hide(page, True)
     page.wait_for_timeout(300)
-    asleep = [post(live_server, module="agent.listener", context={"n": i})["seq"] for i in range(3)]
+    asleep = [emit(live_server, module="agent.listener", context={"n": i})["seq"] for i in range(3)]
     hide(page, False)
     expect(board.glint(asleep[-1])).to_be_visible(timeout=10_000)
-    after = post(live_server, module="shrine.system")["seq"]
+    after = emit(live_server, module="shrine.system")["seq"]
     expect(board.glint(after)).to_be_visible()
     seqs = board.shown_seqs()
     assert seqs == sorted(before + missed + asleep + [after], reverse=True)  # no gap, no duplicate
@@ -482,7 +476,7 @@ def test_catches_up_after_the_stream_is_cut_without_gaps_or_duplicates(live_serv
     with ThreadPoolExecutor(8) as pool:
         lots = list(
             pool.map(
-                lambda i: post(live_server, module="sensor.garden", context={"i": i})["seq"],
+                lambda i: emit(live_server, module="sensor.garden", context={"i": i})["seq"],
                 range(230),
             )
         )
@@ -507,7 +501,7 @@ def hide(page, hidden: bool) -> None:
 
 def test_phone_layout_fits_and_stays_usable(live_server, browser):
     for i in range(6):
-        post(
+        emit(
             live_server, module=random.choice(["breath.emitter", "memory.scroll"]), context={"i": i}
         )
     context = browser.new_context(
@@ -517,7 +511,7 @@ def test_phone_layout_fits_and_stays_usable(live_server, browser):
         page = context.new_page()
         board = Dashboard(page, live_server.url).open()
         expect(board.rows).to_have_count(6)
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert fits(page.evaluate("document.documentElement.scrollWidth"), 390)
         box = page.locator(".stage").bounding_box()
         assert box and box["width"] > 250
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -525,7 +519,7 @@ def test_phone_layout_fits_and_stays_usable(live_server, browser):
         page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
         board.open_glint(board.shown_seqs()[0])
         sheet = page.locator("#detail").bounding_box()
-        assert sheet and sheet["width"] <= 390
+        assert sheet and fits(sheet["width"], 390)
     finally:
         context.close()
 

@@ -8,9 +8,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from ..support import ServerProcess, bell_and_hook_rituals, free_port
+from ..support import ServerProcess, bell_and_hook_rituals, emit, free_port
 from .pages import Dashboard, has_class
-from .test_dashboard import HOSTILE, post, to_phase_end
+from .test_dashboard import HOSTILE, to_phase_end
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_runs_arrive_live_with_trigger_and_result_and_errors_show_as_errors(ritu
     board = Dashboard(page, ritual_server.url).open()
     expect(page.locator("#ritual-empty")).to_be_visible()
 
-    scroll = post(
+    scroll = emit(
         ritual_server, module="memory.scroll", phase="return", context={"depth": "contemplative"}
     )
     run = board.runs.first
@@ -49,7 +49,7 @@ def test_runs_arrive_live_with_trigger_and_result_and_errors_show_as_errors(ritu
 
     # A failing ritual: an error run, its message in the row; hostile text in its result (the
     # URL) and in its trigger (the glint's context) is shown as text.
-    hook = post(ritual_server, module="hook.me", context={"note": HOSTILE})
+    hook = emit(ritual_server, module="hook.me", context={"note": HOSTILE})
     failed = board.runs.first
     expect(failed).to_have_attribute("data-ritual", "hook", timeout=10_000)
     expect(failed.locator(".run-status")).to_have_text("error")
@@ -124,10 +124,10 @@ def test_the_caesura_defers_a_ritual_until_inhale_and_says_so(live_server, page)
         requests.post(url, json={"phase": "night_hold", "seconds": 600}, timeout=5).status_code
         == 200
     )
-    post(live_server, module="shrine.system")  # a glint in night_hold: the caesura is declared
+    emit(live_server, module="shrine.system")  # a glint in night_hold: the caesura is declared
     expect(board.runs.first).to_have_attribute("data-ritual", "caesura")
     expect(board.runs.first.locator(".run-result")).to_contain_text("the hub rests until")
-    post(live_server, module="memory.scroll", phase="return")
+    emit(live_server, module="memory.scroll", phase="return")
     deferred = board.runs.first
     expect(deferred).to_have_attribute("data-ritual", "archival")
     expect(deferred.locator(".run-status")).to_have_text("deferred")

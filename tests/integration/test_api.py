@@ -7,13 +7,9 @@ from openapi_spec_validator import validate
 
 from spiral_web.engine.breath import iso
 
+from ..support import emit
+
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, an inhale start with the default breath
-
-
-def emit(client, module="a.b", phase="inhale", **extra):
-    resp = client.post("/stream/glint", json={"module": module, "phase": phase, **extra})
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
 
 
 def subset(actual: dict, expected: dict) -> bool:

@@ -9,7 +9,8 @@ import pytest
 
 from spiral_web import create_app
 
-from .sse import SSEReader
+from ..sse import SSEReader
+from ..support import emit
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -43,13 +44,6 @@ def client(app):
 
 
 CSRF = "test-csrf-token-0123456789abcdef0123456789"
-
-
-def emit(client, **payload) -> dict:
-    payload.setdefault("module", "a.b")
-    resp = client.post("/stream/glint", json=payload)
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
 
 
 def assert_never_raw(text: str) -> None:
@@ -165,6 +159,25 @@ def test_emit_form_without_javascript(client):
     assert bad.text.lstrip().lower().startswith("<!doctype html>")
     assert 'id="err-context"' in bad.text
     assert client.get("/api/stats").get_json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "method, path, data",
+    [
+        pytest.param("GET", "/dashboard/glints/one", None, id="a-glint"),
+        pytest.param("GET", "/dashboard/glints/none-such", None, id="a-missing-glint"),
+        pytest.param("POST", "/dashboard/emit", {"module": "a.b", "context": "{"}, id="emit-form"),
+        pytest.param("POST", "/dashboard/admin", {"do": "release-phase"}, id="breath-controls"),
+        pytest.param("POST", "/dashboard/rituals/archival/invoke", {}, id="ritual-control"),
+    ],
+)
+def test_htmx_and_plain_answers_of_one_url_say_they_vary_by_hx_request(client, method, path, data):
+    """A partial for htmx and a page for a browser from the same URL: a cache must keep both."""
+    emit(client, id="one")
+    plain = client.open(path, method=method, data=data)
+    partial = client.open(path, method=method, data=data, headers={"HX-Request": "true"})
+    assert "HX-Request" in plain.vary and "HX-Request" in partial.vary
+    assert plain.text != partial.text
 
 
 def test_dashboard_stream_sends_unnamed_html_messages(client):

@@ -10,8 +10,8 @@ import pytest
 
 from spiral_web import create_app
 
-from ..support import bell_and_hook_rituals, free_port
-from .sse import SSEReader
+from ..sse import SSEReader
+from ..support import bell_and_hook_rituals, emit, free_port
 
 T0 = 1_800_000_000.0  # an inhale starts here with the default breath
 SCRIPT = "<script>alert(1)</script>"
@@ -43,14 +43,6 @@ def make_app(tmp_path):
     yield make
     for app in apps:
         app.extensions["spiral"].close()
-
-
-def emit(client, module: str, phase: str | None = None, **extra) -> dict:
-    resp = client.post(
-        "/stream/glint", json={"module": module, **({"phase": phase} if phase else {}), **extra}
-    )
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
 
 
 def csrf(client) -> str:

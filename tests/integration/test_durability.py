@@ -7,7 +7,7 @@ import threading
 import requests
 
 from tests.security.figures import record
-from tests.support import ServerProcess
+from tests.support import ServerProcess, post_glint
 
 THREADS = 8  # concurrent posters: a burst, group-committed
 KILL_AFTER = 200  # acknowledged glints before the crash
@@ -21,11 +21,7 @@ def poster(url: str, name: str, acked: list[str], stop: threading.Event, wake: t
             gid = f"dur-{name}-{n}"
             n += 1
             try:
-                resp = http.post(
-                    f"{url}/stream/glint",
-                    timeout=10,
-                    json={"module": "durability.test", "id": gid, "context": {"n": n}},
-                )
+                resp = post_glint(url, "durability.test", id=gid, context={"n": n}, http=http)
             except requests.RequestException:
                 return  # the crash: this post was in flight, unanswered
             if resp.status_code in (200, 201):

@@ -14,8 +14,8 @@ import pytest
 from spiral_web import create_app
 from spiral_web.cli import main as spiral_cli
 
-from ..support import free_port
-from .sse import SSEReader, glint_frames
+from ..sse import SSEReader, glint_frames
+from ..support import emit, free_port, post_glint
 
 T0 = 1_800_000_000.0  # an inhale starts here with the default breath (16/8/16/8 s, epoch 0)
 DAY = 86400.0
@@ -78,17 +78,6 @@ def make_app(tmp_path):
         app.extensions["spiral"].close()
 
 
-def post(client, module="a.b", phase=None, environ=None, **extra):
-    body = {"module": module, **({"phase": phase} if phase else {}), **extra}
-    return client.post("/stream/glint", json=body, environ_base=environ or GOOD_SOURCE)
-
-
-def emit(client, module="a.b", phase=None, environ=None, **extra) -> dict:
-    resp = post(client, module, phase, environ, **extra)
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
-
-
 def glints(client, module=None, path="/api/glints") -> list[dict]:
     query = f"?limit=500&module={module}" if module else "?limit=500"
     resp = client.get(path + query)
@@ -129,22 +118,22 @@ def test_throttle_answers_429_with_retry_after_warns_once_and_recovers_below_rel
     clock.advance(1)
     emit(client)  # stamped usage 0.8: not above it
     emit(client)  # stamped 0.9: the throttle ritual fires after this one is stored
-    refused = post(client)
+    refused = post_glint(client)
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "9"  # until usage (1.1 → 0.7 → 0.3) is below 0.6
     assert refused.get_json() == {
         "error": "throttled",
         "retry_after": 9,
-        "message": "the hub is saturated (usage 1.00) and 10.0.0.1 is among its heaviest "
+        "message": "the hub is saturated (usage 1.00) and 127.0.0.1 is among its heaviest "
         "sources: its input is paused until usage falls below 0.6",
     }
     breath = client.get("/api/breath").get_json()
     assert breath["throttled"] is True and breath["usage"] == 1.0
-    assert post(client).status_code == 429  # still the same episode
+    assert post_glint(client).status_code == 429  # still the same episode
 
     clock.advance(8)  # usage 0.7: below the 0.8 that started it, not below the 0.6 that lifts it
     assert client.get("/api/breath").get_json()["usage"] == 0.7
-    again = post(client)
+    again = post_glint(client)
     assert (again.status_code, again.headers["Retry-After"]) == (429, "1")
     clock.advance(1)  # usage 0.3
     emit(client)
@@ -162,7 +151,7 @@ def test_throttle_answers_429_with_retry_after_warns_once_and_recovers_below_rel
 
     for _ in range(6):  # usage 0.4 … 0.9: a second episode, a second warning
         emit(client)
-    assert post(client).status_code == 429
+    assert post_glint(client).status_code == 429
     assert len(glints(client, "ritual.throttle")) == 2
 
 
@@ -180,7 +169,7 @@ def test_a_burst_of_rejections_from_one_source_gets_it_blocked_and_the_other_not
     assert client.get("/api/breath").get_json()["climate"] == "suspicious"
 
     emit(client, environ=GOOD_SOURCE)  # the next glint meets the climate: the watcher runs
-    blocked = post(client, environ=BAD_SOURCE)
+    blocked = post_glint(client, environ=BAD_SOURCE)
     assert blocked.status_code == 429
     assert blocked.get_json()["error"] == "source_blocked"
     assert blocked.headers["Retry-After"] == "300"
@@ -200,7 +189,7 @@ def test_a_burst_of_rejections_from_one_source_gets_it_blocked_and_the_other_not
         clock.advance(seconds)
         breath = client.get("/api/breath").get_json()
     assert breath["climate"] == "clear"
-    assert post(client, environ=BAD_SOURCE).status_code == 429  # blocked for its full time
+    assert post_glint(client, environ=BAD_SOURCE).status_code == 429  # blocked for its full time
     clock.advance(300 - 123)
     assert client.get("/api/breath").get_json()["alerts"] == []
     emit(client, environ=BAD_SOURCE)
@@ -217,7 +206,7 @@ def test_the_watcher_also_runs_when_the_climate_turns_without_a_glint(make_app):
     move_clock(client, advance=0)  # the next publish (as the ticker does): climate_change
     [run] = history(client, "suspicion_watcher")
     assert run["trigger_event"] == "climate_change" and run["trigger_id"] is None
-    assert post(client, environ=BAD_SOURCE).status_code == 429
+    assert post_glint(client, environ=BAD_SOURCE).status_code == 429
 
 
 # -- archival ------------------------------------------------------------------------------------
@@ -256,7 +245,7 @@ def test_archival_moves_old_glints_to_the_archive_and_keeps_counts_and_lineage(m
     assert [g["id"] for g in lineage["ancestors"]] == ["old-leaf", "old-root"]
     down = client.get("/api/glints/old-root/lineage").get_json()["descendants"]
     assert down[0]["id"] == "old-leaf" and down[0]["children"][0]["id"] == "fresh"
-    again = post(client, "old.root", id="old-root")
+    again = post_glint(client, "old.root", id="old-root")
     assert (again.status_code, again.get_json()["status"]) == (200, "glint_duplicate")
     emit(client, "new.leaf", parent_id="old-root")  # an archived parent is a parent
 

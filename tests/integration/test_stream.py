@@ -9,7 +9,8 @@ import pytest
 from spiral_web import create_app
 from spiral_web.engine.glints import validate_glint
 
-from .sse import SSEReader, glint_frames, seqs
+from ..sse import SSEReader, glint_frames, seqs
+from ..support import emit
 
 HEARTBEAT = 0.1
 
@@ -43,12 +44,6 @@ def open_stream(client):
     yield open_
     for reader in readers:
         reader.close()
-
-
-def emit(client, module="a.b", phase="inhale", **extra) -> dict:
-    resp = client.post("/stream/glint", json={"module": module, "phase": phase, **extra})
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
 
 
 def emit_direct(spiral, n: int, module="a.b", phase="inhale") -> None:

@@ -15,7 +15,7 @@ import pytest
 import requests
 import websocket
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, emit
 
 TIMEOUT = 5.0
 
@@ -101,15 +101,6 @@ def connect(url: str, **options: Any) -> Iterator[Socket]:
         sock.close()
 
 
-def post(url: str, module: str, phase: str | None = None, **context: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"module": module, "context": context}
-    if phase:
-        body["phase"] = phase
-    resp = requests.post(f"{url}/stream/glint", json=body, timeout=TIMEOUT)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
-
-
 def listeners(url: str) -> int:
     return requests.get(f"{url}/api/stats", timeout=TIMEOUT).json()["listeners"]
 
@@ -170,7 +161,7 @@ def test_subscribe_then_emit_on_the_same_socket(hub):
         }
 
         # glints posted over HTTP arrive too
-        posted = post(hub.url, "wsemit.http")
+        posted = emit(hub.url, "wsemit.http")
         assert (
             ws.until(lambda f: f.get("event") == "glint_emission")[-1]["data"]["id"] == posted["id"]
         )
@@ -216,12 +207,12 @@ def test_emit_is_validated_like_the_post(hub):
 def test_reconnecting_with_last_event_id_gets_exactly_what_was_missed(hub):
     with connect(hub.url) as ws:
         ws.subscribe(module="wsresume.*")
-        seen = [post(hub.url, "wsresume.a", n=n) for n in range(3)]
+        seen = [emit(hub.url, "wsresume.a", context={"n": n}) for n in range(3)]
         frames = ws.until(lambda f: f.get("data", {}).get("id") == seen[-1]["id"])
         assert glint_ids(frames) == [g["id"] for g in seen]
         last = frames[-1]["id"]
-    post(hub.url, "wsother.noise")  # filtered out, on replay as live
-    missed = [post(hub.url, "wsresume.b", n=n) for n in range(3)]
+    emit(hub.url, "wsother.noise")  # filtered out, on replay as live
+    missed = [emit(hub.url, "wsresume.b", context={"n": n}) for n in range(3)]
 
     with connect(hub.url) as ws:
         subscribed, _ = ws.subscribe(module="wsresume.*", last_event_id=last)
@@ -229,7 +220,7 @@ def test_reconnecting_with_last_event_id_gets_exactly_what_was_missed(hub):
         frames = ws.until(
             lambda f: f.get("event") == "glint_emission" and f["data"]["id"] == missed[-1]["id"]
         )
-        marker = post(hub.url, "wsresume.marker")
+        marker = emit(hub.url, "wsresume.marker")
         frames += ws.until(lambda f: f.get("data", {}).get("id") == marker["id"])
     assert glint_ids(frames) == [g["id"] for g in missed] + [marker["id"]]
     seqs = [f["id"] for f in frames if f.get("event") == "glint_emission"]
@@ -237,8 +228,8 @@ def test_reconnecting_with_last_event_id_gets_exactly_what_was_missed(hub):
 
 
 def test_a_resume_point_given_as_a_string_works_too(hub):
-    first = post(hub.url, "wsresumestr.a")
-    second = post(hub.url, "wsresumestr.a")
+    first = emit(hub.url, "wsresumestr.a")
+    second = emit(hub.url, "wsresumestr.a")
     with connect(hub.url) as ws:
         ws.subscribe(module="wsresumestr.*", last_event_id=str(first["seq"]))
         assert ws.recv()["data"]["id"] == second["id"]
@@ -248,14 +239,14 @@ def test_filters_by_module_glob_and_phases(hub):
     with connect(hub.url) as ws:
         subscribed, _ = ws.subscribe(module="wsfilter.mem*", phase=["return", "hold"])
         assert subscribed["phase"] == ["hold", "return"]
-        post(hub.url, "wsfilter.memory", "inhale")
-        post(hub.url, "wsfilter.other", "return")
+        emit(hub.url, "wsfilter.memory", "inhale")
+        emit(hub.url, "wsfilter.other", "return")
         wanted = [
-            post(hub.url, "wsfilter.memory", "return"),
-            post(hub.url, "wsfilter.memo", "hold"),
+            emit(hub.url, "wsfilter.memory", "return"),
+            emit(hub.url, "wsfilter.memo", "hold"),
         ]
-        post(hub.url, "wsfilter.memory", "night_hold")
-        marker = post(hub.url, "wsfilter.memory", "hold", marker=True)
+        emit(hub.url, "wsfilter.memory", "night_hold")
+        marker = emit(hub.url, "wsfilter.memory", "hold", context={"marker": True})
         frames = ws.until(lambda f: f.get("data", {}).get("id") == marker["id"])
     assert glint_ids(frames) == [g["id"] for g in wanted] + [marker["id"]]
 
@@ -263,8 +254,8 @@ def test_filters_by_module_glob_and_phases(hub):
 def test_one_phase_as_a_string(hub):
     with connect(hub.url) as ws:
         ws.subscribe(module="wsphase.*", phase="exhale")
-        post(hub.url, "wsphase.a", "inhale")
-        marker = post(hub.url, "wsphase.a", "exhale")
+        emit(hub.url, "wsphase.a", "inhale")
+        marker = emit(hub.url, "wsphase.a", "exhale")
         assert glint_ids(ws.until(lambda f: f.get("event") == "glint_emission")) == [marker["id"]]
 
 
@@ -274,8 +265,8 @@ def test_a_second_subscribe_replaces_the_first(hub):
         wait_for_listeners(hub.url, 1)
         ws.subscribe(module="wssecond.*")
         wait_for_listeners(hub.url, 1)
-        post(hub.url, "wsfirst.a")
-        marker = post(hub.url, "wssecond.a")
+        emit(hub.url, "wsfirst.a")
+        marker = emit(hub.url, "wssecond.a")
         assert glint_ids(ws.until(lambda f: f.get("event") == "glint_emission")) == [marker["id"]]
 
 
@@ -354,7 +345,7 @@ def test_listener_count_goes_up_and_back_down(hub):
         assert listeners(hub.url) == 1
         with connect(hub.url) as other:
             other.subscribe(module="wscount.*")
-            assert post(hub.url, "wscount.a")["listeners"] == 2
+            assert emit(hub.url, "wscount.a")["listeners"] == 2
         wait_for_listeners(hub.url, 1)
     wait_for_listeners(hub.url, 0)
 
@@ -446,7 +437,7 @@ def test_a_stalled_socket_is_dropped_without_holding_up_the_others(tight_server)
             reader = Drain(healthy, until_module="wsstall.end")
             fill(url, "wsstall.pad", 20)
             wait_for_listeners(url, 1)  # the stalled one is gone, the healthy one stays
-            post(url, "wsstall.end")
+            emit(url, "wsstall.end")
             assert len(reader.join()) == 21
         wait_for_listeners(url, 0)
     finally:
@@ -464,8 +455,8 @@ def test_a_listener_that_falls_behind_gets_a_dropped_notice_then_a_close(tight_s
         reader = Drain(healthy, until_module="wsdrop.end")
         fill(url, "wsdrop.pad", 6)  # the slow one's sender now waits on its full socket ...
         for n in range(40):  # ... while the hub moves on by more than its ring keeps (32)
-            post(url, "wsdrop.more", n=n)
-        post(url, "wsdrop.end")
+            emit(url, "wsdrop.more", context={"n": n})
+        emit(url, "wsdrop.end")
         frames = slow.until(lambda f: f.get("event") == "dropped")
         code, reason = slow.close_frame()
         assert len(reader.join()) == 47

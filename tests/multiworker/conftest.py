@@ -8,6 +8,7 @@ import time
 
 import pytest
 import redis
+import requests
 
 from ..support import ServerProcess, free_port
 
@@ -89,8 +90,21 @@ def gunicorn_pair(tmp_path, redis_server):
         env={"SPIRAL_REDIS_URL": redis_server.url, "SPIRAL_FAKE_CLOCK": "0"},
         workers=2,
     ).start()
+    _wait_for_both_workers(proc.url)
     yield proc
     proc.stop()
+
+
+def _wait_for_both_workers(url: str, timeout: float = 30.0) -> None:
+    """The server is ready when one worker answers; on a busy machine the other may still be
+    booting, and every connection would then land on the first."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    with requests.Session() as http:
+        while len(seen) < 2 and time.monotonic() < deadline:
+            http.headers["Connection"] = "close"  # a new connection each time: either worker
+            seen.add(http.get(url + "/readyz", timeout=5).headers["X-Spiral-Worker"])
+    assert len(seen) == 2, "the second worker never answered"
 
 
 def worker_pids(server: ServerProcess) -> list[int]:

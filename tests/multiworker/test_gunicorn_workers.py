@@ -11,6 +11,7 @@ import requests
 
 from spiral_web.client import emit_glint
 
+from ..support import post_glint
 from .conftest import worker_pids
 from .test_redis_hub import StreamCollector
 
@@ -34,10 +35,7 @@ def test_every_listener_on_every_worker_gets_every_glint_once(gunicorn_pair):
         acked = []
         with requests.Session() as session:
             for i in range(40):
-                resp = session.post(
-                    gunicorn_pair.url + "/stream/glint",
-                    json={"module": "workers.test", "context": {"i": i}},
-                )
+                resp = post_glint(gunicorn_pair.url, "workers.test", context={"i": i}, http=session)
                 assert resp.status_code == 201
                 posters.add(resp.headers["X-Spiral-Worker"])
                 acked.append(resp.json()["seq"])

@@ -6,7 +6,6 @@ shown escaped; never a 500."""
 from __future__ import annotations
 
 import json
-import time
 from html.parser import HTMLParser
 from urllib.parse import quote
 
@@ -25,6 +24,7 @@ from spiral_web.engine.glints import (
     GlintError,
     validate_glint,
 )
+from tests.sse import SSEReader
 from tests.support import ServerProcess
 
 from .conftest import ADMIN, bearer, csrf_of
@@ -450,19 +450,13 @@ def test_the_corpus_through_every_http_entry_point(app):
     _assert_escaped(
         client.get("/dashboard/glints?before=999999").get_data(as_text=True), partials=True
     )
-    stream = client.get("/dashboard/stream?lastEventId=0", buffered=False)
-    chunks, deadline = [], time.monotonic() + 5
-    newest = app.extensions["spiral"].store.seq_bounds()[1]
-    for chunk in stream.response:  # the replay, rendered as the live stream renders it
-        chunks.append(chunk)
-        if f"id: {newest}\n".encode() in chunk or time.monotonic() > deadline:
-            break
-    stream.close()
-    assert f"id: {newest}\n".encode() in b"".join(chunks)
-    frames = b"".join(chunks).decode()
-    _assert_escaped(
-        "".join(line[6:] for line in frames.split("\n") if line.startswith("data: ")), partials=True
-    )
+    newest = str(app.extensions["spiral"].store.seq_bounds()[1])
+    stream = SSEReader(client.get("/dashboard/stream?lastEventId=0", buffered=False))
+    try:  # the replay, rendered as the live stream renders it
+        frames = stream.until(lambda got: any(f.id == newest for f in got))
+    finally:
+        stream.close()
+    _assert_escaped("".join(f.data for f in frames), partials=True)
     record(
         "hostile_http",
         inputs=len(statuses),

@@ -18,8 +18,8 @@ import pytest
 import requests
 import websocket
 
-from spiral_web.client import parse_sse
-from tests.support import ServerProcess
+from tests.sse import StreamTap
+from tests.support import ServerProcess, emit
 
 from .figures import record
 
@@ -81,41 +81,6 @@ def wait_for(predicate, timeout: float, step: float = 0.1) -> bool:
     return predicate()
 
 
-class Reader(threading.Thread):
-    """A healthy SSE subscriber: records every glint seq it receives and when."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.seqs: list[int] = []
-        self.ready = threading.Event()
-        self.last_at = 0.0
-        self.response: requests.Response | None = None
-
-    def run(self) -> None:
-        with requests.get(
-            self.url + "/stream?module=flood.*", stream=True, timeout=(5, 30)
-        ) as resp:
-            self.response = resp
-            try:
-                for event in parse_sse(resp.iter_content(chunk_size=None)):
-                    if isinstance(event, int):
-                        continue
-                    if event.event == "breath":
-                        self.ready.set()
-                    elif event.event == "glint_emission":
-                        self.seqs.append(event.data["seq"])
-                        self.last_at = time.monotonic()
-            except (requests.RequestException, OSError, AttributeError):
-                pass  # closed by the test
-
-    def close(self) -> None:
-        if self.response is not None:
-            sock = getattr(getattr(self.response.raw, "connection", None), "sock", None)
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 def stalled_sse(port: int, path: str) -> socket.socket:
     """Subscribes with a 4 KiB receive buffer, then never reads."""
     s = socket.socket()
@@ -142,13 +107,8 @@ def flood(url: str, n: int, threads: int = 8) -> tuple[list[int], float]:
     def post(part: range) -> None:
         with requests.Session() as http:
             for i in part:
-                resp = http.post(
-                    url + "/stream/glint",
-                    timeout=10,
-                    json={"module": "flood.test", "context": {"a": PAD, "b": PAD, "n": i}},
-                )
-                assert resp.status_code == 201, resp.text
-                acked.append(resp.json()["seq"])
+                answer = emit(url, "flood.test", context={"a": PAD, "b": PAD, "n": i}, http=http)
+                acked.append(answer["seq"])
 
     parts = [range(k, n, threads) for k in range(threads)]
     workers = [threading.Thread(target=post, args=(p,)) for p in parts]
@@ -164,10 +124,9 @@ def one_round(server: ServerProcess) -> dict:
     dashboard's stream, WebSocket); a flood; then: did the healthy ones get everything, at once,
     and were the others cleaned up?"""
     base = listeners(server)
-    readers = [Reader(server.url) for _ in range(2)]
+    readers = [StreamTap(server.url, "/stream?module=flood.*") for _ in range(2)]
     for r in readers:
-        r.start()
-        assert r.ready.wait(10)
+        assert r.greeted.wait(10)
     vanishing = subprocess.Popen(
         [sys.executable, "-c", VANISHING, str(server.port)], stdout=subprocess.PIPE, text=True
     )
@@ -183,22 +142,21 @@ def one_round(server: ServerProcess) -> dict:
     assert wait_for(lambda: listeners(server) == base + 5, 10), listeners(server)
     started = time.monotonic()
     acked, acked_at = flood(server.url, FLOOD)
-    got_all = wait_for(lambda: all(len(r.seqs) >= len(acked) for r in readers), 15, step=0.02)
-    lag = max(r.last_at for r in readers) - acked_at
+    got_all = wait_for(lambda: all(len(r.glints()) >= len(acked) for r in readers), 15, step=0.02)
+    lag = max((f.at for r in readers for f in r.glints()[-1:]), default=0.0) - acked_at
     cleaned = wait_for(lambda: listeners(server) == base + 2, 4 * SEND_TIMEOUT + 5)
     cleaned_after = time.monotonic() - acked_at
     left = listeners(server)
     for r in readers:
         r.close()
-        r.join(10)
     for sock in stalled:
         sock.close()
     ws.sock.close()
     assert wait_for(lambda: listeners(server) == base, 10)
     return {
         "acked": len(acked),
-        "received": [len(r.seqs) for r in readers],
-        "in_order_once": all(r.seqs == sorted(acked) for r in readers),
+        "received": [len(r.glints()) for r in readers],
+        "in_order_once": all(r.seqs() == sorted(acked) for r in readers),
         "got_all": got_all,
         "last_glint_lag_s": round(lag, 3),
         "flood_s": round(acked_at - started, 2),

@@ -1,13 +1,18 @@
-"""Reading a streaming Flask test-client response frame by frame, from the test's own thread."""
+"""Reading event streams in tests: one parser, two readers. SSEReader pulls a Flask test client's
+streaming response from the test's own thread; StreamTap reads a running server's stream on a
+thread of its own. (The product's own reader, spiral_web.client.Listener, is tested as such.)"""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import requests
 
 
 @dataclass
@@ -20,6 +25,7 @@ class Frame:
     retry: int | None = None
     data_lines: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    at: float = field(default_factory=time.monotonic)  # when it was read
 
     @property
     def data(self) -> str:
@@ -48,6 +54,12 @@ def parse_frame(raw: bytes) -> Frame:
     return frame
 
 
+def split_frames(buffer: bytes) -> tuple[list[Frame], bytes]:
+    """The complete messages in `buffer`, and what is left of it (the start of the next)."""
+    *complete, rest = buffer.split(b"\n\n")
+    return [parse_frame(raw) for raw in complete], rest
+
+
 class SSEReader:
     """Pulls chunks from the response's body iterator (the view's generator) in this thread.
 
@@ -70,8 +82,8 @@ class SSEReader:
             self.ended = True
             return False
         self._buffer += chunk if isinstance(chunk, bytes) else chunk.encode()
-        *complete, self._buffer = self._buffer.split(b"\n\n")
-        self.frames.extend(parse_frame(raw) for raw in complete)
+        complete, self._buffer = split_frames(self._buffer)
+        self.frames.extend(complete)
         return True
 
     def until(
@@ -110,3 +122,55 @@ def glint_frames(frames: list[Frame]) -> list[Frame]:
 
 def seqs(frames: list[Frame]) -> list[int]:
     return [int(f.id) for f in frames]  # type: ignore[arg-type]
+
+
+class StreamTap:
+    """Reads a running server's event stream (`/stream` or `/dashboard/stream`) on a thread and
+    keeps every message with the time it arrived. `close()` ends it at once, from any thread."""
+
+    def __init__(self, url: str, path: str = "/stream", headers: dict[str, str] | None = None):
+        self.frames: list[Frame] = []
+        self.greeted = threading.Event()  # the breath, the first event every stream sends
+        self._resp = requests.get(url + path, headers=headers, stream=True, timeout=(5, 30))
+        self._thread = threading.Thread(target=self._read, name="stream-tap", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        buffer = b""
+        try:
+            for chunk in self._resp.iter_content(chunk_size=None):
+                complete, buffer = split_frames(buffer + chunk)
+                self.frames.extend(complete)  # list.extend is atomic: readers see whole frames
+                if any(f.event == "breath" for f in complete):
+                    self.greeted.set()
+        except (requests.RequestException, OSError, AttributeError, ValueError):
+            pass  # closed by the test
+
+    def glints(self) -> list[Frame]:
+        return glint_frames(list(self.frames))
+
+    def seqs(self) -> list[int]:
+        return seqs(self.glints())
+
+    def wait_for(self, predicate: Callable[[Frame], bool], timeout: float = 10.0) -> Frame:
+        """The first message that `predicate` accepts; fail if none comes in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for frame in list(self.frames):
+                if predicate(frame):
+                    return frame
+            time.sleep(0.02)
+        raise AssertionError(f"no such message; got {self.frames!r}")
+
+    def close(self) -> None:
+        # Shut the socket down first: the reading thread may be waiting in recv() for the next
+        # message, and closing the response alone would not wake it.
+        connection = getattr(self._resp.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._resp.close()
+        self._thread.join(10)

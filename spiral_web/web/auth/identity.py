@@ -1,0 +1,126 @@
+"""Who a request acts as (a Principal, or anonymous), and why it may not act as a role."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import g, request, session
+
+from ..access import declared
+from ..errors import ApiError, Forbidden, Unauthorized
+from .tokens import Principal, tokens
+
+_VERBS = {"read": "read the stream", "publish": "publish glints", "admin": "act as admin"}
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def principal() -> Principal | None:
+    """Who this request acts as (None: anonymous). Settled once per request by the guard."""
+    if "spiral_principal" not in g:
+        authenticate()
+    return g.spiral_principal
+
+
+def authenticate() -> None:
+    """Bearer header, then `?token=` (streams only), then the session cookie. A token that is
+    given but not valid is remembered as the problem, and reported where a token is needed."""
+    g.spiral_principal, g.spiral_auth_problem = None, None
+    table = tokens()
+    access = declared(request.endpoint)
+    stream = access.stream if access is not None else None
+    given, via = bearer_token(), "bearer"
+    if given is None and stream is not None and request.args.get("token"):
+        given, via = request.args["token"], "query"
+    if given is not None:
+        try:
+            g.spiral_principal = table.identify(given, via)
+        except ApiError as exc:
+            g.spiral_auth_problem = exc
+        return
+    if "who" in session:
+        who = table.from_session(session["who"])
+        if who is None:  # the token was removed, changed or revoked: the session ends here
+            session.pop("who", None)
+        elif stream == "websocket" and cross_origin():
+            who = None  # a page of another origin must not ride on the dashboard's cookie
+        g.spiral_principal = who
+
+
+def cross_origin() -> bool:
+    """True for a request a browser sent from a page of another origin. Fetch metadata first
+    (every current browser sends it, and it is right behind a proxy); else the Origin header."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a browser, or a same-origin GET
+    return origin == "null" or urlsplit(origin).netloc != request.host
+
+
+def refusal(role: str) -> ApiError | None:
+    """Why this request may not act as `role`; None when it may. The admin role is needed only
+    once tokens are configured; publish and read only once tokens of that kind are."""
+    table = tokens()
+    if role == "admin":
+        if not table.guarded:
+            return None
+        if not table.admin_configured:
+            return Forbidden(
+                "admin actions are off: no admin token is configured (set SPIRAL_ADMIN_TOKEN)"
+            )
+    elif role == "publish" and not table.publish_required:
+        return None
+    elif role == "read" and not table.read_required:
+        return None
+    who = principal()
+    if who is not None and who.can(role):
+        return None
+    if g.spiral_auth_problem is not None:
+        return g.spiral_auth_problem
+    if who is not None:
+        return Forbidden(f"the token {who.name!r} may not {_VERBS[role]}")
+    access = declared(request.endpoint)
+    return Unauthorized(
+        f"this needs a {role} token (Authorization: Bearer …"
+        f"{', or ?token=' if access is not None and access.stream else ''}"
+        ", or sign in on the dashboard)"
+    )
+
+
+def admin_refusal(given: str | None = None) -> ApiError | None:
+    """Why this request may not act as admin; None when it may. `given` is a token typed into a
+    form; without it the bearer header or the signed-in session decides."""
+    if given is None:
+        problem = refusal("admin")
+        if problem is not None and problem.status == 401:
+            return Unauthorized(
+                "this action needs the admin token (Authorization: Bearer …, "
+                "or sign in on the dashboard)"
+            )
+        return problem
+    table = tokens()
+    if not table.guarded:
+        return None
+    if not table.admin_configured:
+        return refusal("admin")
+    try:
+        who = table.identify(given, "form")
+    except ApiError as exc:
+        if exc.error == "forbidden":
+            return Forbidden("the admin token is not valid")
+        return exc
+    if who.role != "admin":
+        return Forbidden("the admin token is not valid")
+    return None
+
+
+def signed_in() -> Principal | None:
+    """The signed-in session's principal (templates: show who, and the sign-out button)."""
+    who = principal()
+    return who if who is not None and who.via == "session" else None

@@ -1,0 +1,29 @@
+"""The dashboard: a complete server-rendered page, made live by htmx over its own SSE stream.
+
+The stream carries the same events, ids and replay as `/stream`, rendered with the same Jinja
+partials as the first page load; htmx swaps them in (`<hx-partial>` targets), so no JavaScript
+builds HTML from JSON. Besides the events, each dashboard connection gets the statistics panels at
+most once a second while something changes; that message is rendered once for every dashboard.
+
+Ritual runs stream the same way: each `ritual` event is rendered once (a row for the ritual log and
+the rituals' state) and shared by every dashboard. Admins invoke rituals from the admin panel, whose
+form route calls the same engine method as `POST /api/rituals/<name>/invoke`.
+
+    pages.py     the page, the timeline for a filter, older rows, one glint
+    forms.py     the emit form, the breath controls, the ritual control
+    stream.py    the dashboard's SSE stream: events as HTML
+    frames.py    partials rendered outside a request, as SSE messages
+    panels.py    the statistics panels, rendered once for every dashboard
+    context.py   what the templates are given
+    activity.py  the sparkline and heat strip's counts
+    filters.py   template filters and globals
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("dashboard", __name__)
+
+# Each registers its views (or filters) on bp.
+from . import filters, forms, pages, panels, stream  # noqa: E402, F401
