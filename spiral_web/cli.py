@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .config import Config
-    from .server import serve
+    from .server import bind_address, serve
 
     overrides: dict[str, Any] = {
         k: v
@@ -140,7 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"spiral: {problem}", file=sys.stderr)
         return 2
     print(
-        f"Spiral dashboard on http://{config.host}:{config.port}/ (data in {config.db_path})",
+        f"Spiral dashboard on http://{bind_address(config.host, config.port)}/ "
+        f"(data in {config.db_path})",
         flush=True,
     )
     serve(

@@ -7,6 +7,7 @@ These start real servers listening on 0.0.0.0; every request goes to 127.0.0.1."
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -18,6 +19,9 @@ import pytest
 import requests
 
 from spiral_web import ExposureError, create_app
+from spiral_web.cli import main as cli_main
+from spiral_web.config import Config
+from spiral_web.server import SpiralServer, gunicorn_settings, post_worker_init
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,6 +202,41 @@ def test_a_bad_setting_stops_gunicorn_with_the_configuration_message(start):
     server = start([*GUNICORN_CONF, "wsgi:app"], {"SPIRAL_HEARTBEAT_SECONDS": "soon"})
     assert server.outcome() == 2
     assert "SPIRAL_HEARTBEAT_SECONDS: input should be a valid number" in server.log
+
+
+# -- one source for gunicorn's settings -----------------------------------------------------------
+
+
+@pytest.fixture
+def spiral_env(monkeypatch):
+    for name in [n for n in os.environ if n.startswith(("SPIRAL_", "GUNICORN_"))]:
+        monkeypatch.delenv(name)
+    for name, value in {
+        "SPIRAL_HOST": "::1",
+        "SPIRAL_PORT": "6001",
+        "SPIRAL_WORKERS": "3",
+        "SPIRAL_LOG_LEVEL": "warning",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def _plain(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if not callable(v)}
+
+
+def test_gunicorn_conf_and_spiral_serve_give_gunicorn_the_same_settings(spiral_env, monkeypatch):
+    expected = gunicorn_settings(Config.load())
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert _plain({k: conf[k] for k in expected}) == _plain(expected)
+    assert conf["post_worker_init"] is post_worker_init and callable(conf["when_ready"])
+    assert (conf["bind"], conf["workers"], conf["loglevel"]) == (["[::1]:6001"], 3, "warning")
+    assert conf["worker_class"] == "gevent" and conf["preload_app"] is False
+
+    given = {}
+    monkeypatch.setattr(SpiralServer, "run", lambda server: given.update(server.options))
+    assert cli_main(["serve"]) == 0  # gunicorn checked every setting in SpiralServer.load_config
+    assert _plain(given) == _plain(expected)
+    assert given["post_worker_init"] is post_worker_init and callable(given["when_ready"])
 
 
 # -- in this process: what create_app sees of the sockets it will be served on -------------------
