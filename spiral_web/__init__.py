@@ -1,35 +1,39 @@
-"""Spiral: a real-time event hub with a breath engine and a live dashboard."""
+"""Spiral: a real-time event hub with a breath engine and a live dashboard.
+
+Nothing is imported here at import time, so that `spiral_web.engine` (and the configuration) can be
+used without Flask, flask-sock or gevent; create_app imports the web side when it is called.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from .config import Config
-from .services import Spiral
+    from .config import Config, ConfigError, ExposureError
+    from .services import Spiral
 
-__all__ = ["create_app", "Config", "ExposureError", "Spiral"]
-
-
-def _asset_dir(name: str) -> str:
-    """templates/ and static/ sit at the repository root in a checkout (and an editable install);
-    a wheel carries them inside the package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / name, here / name):
-        if candidate.is_dir():
-            return str(candidate)
-    raise RuntimeError(f"cannot find the {name}/ folder next to {here}")
+__all__ = ["create_app", "Config", "ConfigError", "ExposureError", "Spiral"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then SPIRAL_CONFIG's TOML, then SPIRAL_* variables, then
     test_config."""
+    from flask import Flask
+
+    from .config import Config, ExposureError
+    from .server import listening_addresses, refuse_when_exposed
+    from .services import Spiral
+
     config = Config.load(test_config)
+    # The addresses this process already listens on (a gunicorn worker's inherited sockets,
+    # whatever -b or GUNICORN_CMD_ARGS said), as well as the host setting.
+    config.note_listeners(listening_addresses())
     problem = config.exposure_problem()
-    if problem:  # here as well as in `spiral serve`, so that `gunicorn wsgi:app` is covered too
+    if problem:
         raise ExposureError(problem)
     app = Flask(
         __name__, template_folder=_asset_dir("templates"), static_folder=_asset_dir("static")
@@ -39,12 +43,32 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["spiral"] = spiral
     _configure_security(app, config)
     _configure_blueprints(app)
+    refuse_when_exposed(app, config)  # servers that bind after this point are checked then
     spiral.start()
     return app
 
 
-class ExposureError(RuntimeError):
-    """The configuration would publish to the network with no tokens (Config.exposure_problem)."""
+def __getattr__(name: str) -> Any:
+    """Config, ConfigError, ExposureError and Spiral, imported on first use."""
+    if name in ("Config", "ConfigError", "ExposureError"):
+        from . import config
+
+        return getattr(config, name)
+    if name == "Spiral":
+        from .services import Spiral
+
+        return Spiral
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _asset_dir(name: str) -> str:
+    """A wheel carries templates/ and static/ inside the package; a checkout (and an editable
+    install) has them at the repository root."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return str(candidate)
+    raise RuntimeError(f"cannot find the {name}/ folder in or next to {here}")
 
 
 def _configure_security(app: Flask, config: Config) -> None:

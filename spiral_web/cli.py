@@ -37,14 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-dir", default=None, help="where the SQLite file lives (default ./spiral-data)"
     )
     p.add_argument("--config", default=None, help="TOML configuration file")
-    p.add_argument("--workers", type=int, default=1, help="gunicorn workers (more need Redis)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="gunicorn workers (default 1; more need Redis)"
+    )
     p.add_argument(
         "--open",
         action="store_true",
         help="allow binding a non-loopback address without publish tokens "
         "(SPIRAL_OPEN=1 does the same)",
     )
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default=None, help="default info (SPIRAL_LOG_LEVEL)")
 
     p = sub.add_parser("emit", help="emit one glint")
     p.add_argument("module")
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .config import Config
-    from .server import serve
+    from .server import bind_address, serve
 
     overrides: dict[str, Any] = {
         k: v
@@ -121,14 +123,16 @@ def _serve(args: argparse.Namespace) -> int:
             ("port", args.port),
             ("data_dir", args.data_dir),
             ("config_file", args.config),
+            ("workers", args.workers),
+            ("log_level", args.log_level),
         )
-        if v
+        if v is not None
     }
     if args.open:
         overrides["open"] = True  # the workers' create_app checks again, and must agree
     try:
         config = Config.load(overrides)
-    except (ValueError, KeyError) as exc:
+    except ValueError as exc:  # ConfigError, or a ritual's RitualConfigError
         print(f"spiral: configuration error: {exc}", file=sys.stderr)
         return 2
     problem = config.exposure_problem()
@@ -136,15 +140,17 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"spiral: {problem}", file=sys.stderr)
         return 2
     print(
-        f"Spiral dashboard on http://{config.host}:{config.port}/ (data in {config.db_path})",
+        f"Spiral dashboard on http://{bind_address(config.host, config.port)}/ "
+        f"(data in {config.db_path})",
         flush=True,
     )
     serve(
         config.host,
         config.port,
-        workers=args.workers,
+        workers=config.workers,
         overrides=overrides,
-        log_level=args.log_level,
+        log_level=config.log_level,
+        config=config,
     )
     return 0
 

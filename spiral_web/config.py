@@ -1,61 +1,179 @@
 """One Config, read from defaults, then an optional TOML file, then SPIRAL_* environment variables,
-then (in tests) a mapping passed to create_app."""
+then (in tests, or from `spiral serve`'s flags) a mapping passed to create_app.
+
+Every layer goes through the same typed fields (pydantic): the file strictly (TOML has types, so
+`heartbeat_seconds = "soon"` or `port = "80"` is a mistake), the environment leniently (its values
+are text: "15", "1", "off"). A bad value stops start-up with a ConfigError naming the file or the
+variable, the setting and the problem, never a secret.
+"""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .engine.breath import BreathConfig, QuietHours
 from .engine.rituals import RitualSpec, load_rituals
 
+TOKEN_NAME = r"[A-Za-z][A-Za-z0-9_.\-]{0,63}"
+MIN_SECRET = 16  # characters, for every secret: tokens of each kind and the session signing key
+MIN_DISTINCT = 5  # different characters: "aaaaaaaaaaaaaaaa" is long enough and still a guess
 
-@dataclass
-class Config:
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names where it came from and the problem."""
+
+
+class ExposureError(ConfigError):
+    """The server would publish to the network with no tokens (Config.exposure_problem)."""
+
+
+def _strong_secret(value: str) -> str:
+    if value != value.strip() or len(value) < MIN_SECRET or len(set(value)) < MIN_DISTINCT:
+        raise ValueError(
+            f"a secret must be at least {MIN_SECRET} characters, of at least {MIN_DISTINCT} "
+            "different ones, without surrounding spaces (make one with: python -c "
+            '"import secrets; print(secrets.token_urlsafe(24))")'
+        )
+    return value
+
+
+def _token_name(value: str) -> str:
+    if not re.fullmatch(TOKEN_NAME, value) or value == "admin":
+        raise ValueError(
+            "a token name is a letter then letters, digits, '_', '.' or '-' (at most 64), "
+            "and not 'admin'"
+        )
+    return value
+
+
+Secret = Annotated[str, AfterValidator(_strong_secret)]
+TokenName = Annotated[str, AfterValidator(_token_name)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Config(BaseModel):
+    """Spiral's settings. Secrets never appear in repr() or in error messages: only their names."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
     data_dir: str = "spiral-data"
-    host: str = "127.0.0.1"
-    port: int = 5056
-    sqlite_sync: str = "normal"  # normal: survives a process crash; full: survives power loss too
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(5056, ge=0, le=65535)
+    workers: int = Field(1, ge=1)  # gunicorn workers; more than one needs redis_url
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # normal: survives a process crash; full (or extra): survives power loss too
+    sqlite_sync: Literal["normal", "full", "extra"] = "normal"
     config_file: str | None = None
-    max_body_bytes: int = 16 * 1024
-    heartbeat_seconds: float = 15.0
-    retry_ms: int = 3000
-    hub_capacity: int = 8192
-    replay_limit: int = 10_000
+    max_body_bytes: int = Field(16 * 1024, ge=1)
+    heartbeat_seconds: Seconds = 15.0
+    retry_ms: int = Field(3000, ge=0)
+    hub_capacity: int = Field(8192, ge=1)
+    replay_limit: int = Field(10_000, ge=0)
     fake_clock: bool = False  # tests only: a clock moved through a guarded endpoint
     start_ticker: bool = True
-    breath_inhale: float = 16.0
-    breath_hold: float = 8.0
-    breath_exhale: float = 16.0
-    breath_return: float = 8.0
+    breath_inhale: Seconds = 16.0
+    breath_hold: Seconds = 8.0
+    breath_exhale: Seconds = 16.0
+    breath_return: Seconds = 8.0
     breath_epoch: float = 0.0
     quiet_hours: str | None = None  # e.g. "22:00-06:00"
     quiet_tz: str = "UTC"
-    capacity: float = 500.0  # glints per second that count as full usage
-    redis_url: str | None = None  # joins workers and hosts into one hub (SPIRAL_REDIS_URL)
+    capacity: float = Field(500.0, gt=0)  # glints per second that count as full usage
+    # Several hosts, one record: None keeps SQLite in data_dir; postgresql://… selects PostgreSQL.
+    database_url: str | None = Field(None, repr=False)  # may hold a password
+    redis_url: str | None = Field(None, repr=False)  # joins workers and hosts into one hub
     redis_prefix: str = "spiral:"
-    admin_token: str | None = field(default=None, repr=False)  # admin actions (Bearer or sign-in)
     # Access (web/auth.py). Secrets never appear in repr() or logs: only the names do.
-    publish_tokens: dict[str, str] = field(default_factory=dict, repr=False)  # name -> secret
-    read_tokens: dict[str, str] = field(default_factory=dict, repr=False)  # name -> secret
-    revoked_tokens: list[str] = field(default_factory=list)  # names refused though listed
-    secret_key: str | None = field(
-        default=None, repr=False
-    )  # signs sessions; else kept in data_dir
+    admin_token: Secret | None = Field(None, repr=False)  # admin actions (Bearer or sign-in)
+    publish_tokens: dict[TokenName, Secret] = Field(default_factory=dict, repr=False)
+    read_tokens: dict[TokenName, Secret] = Field(default_factory=dict, repr=False)
+    revoked_tokens: list[str] = Field(default_factory=list)  # names refused though listed
+    secret_key: Secret | None = Field(None, repr=False)  # signs sessions; else kept in data_dir
     secure_cookies: bool = False  # behind HTTPS: the cookie goes over HTTPS only
     open: bool = False  # no publish tokens beyond loopback, on purpose
     # Limits (web/security.py)
-    source_rate: float | None = None  # glints/s per source; None: see rate()
-    source_burst: int | None = None  # bucket size; None: twice the rate
-    max_subscribers: int = 15_000  # SSE + WebSocket subscribers per process; more get 503
-    send_timeout: float = 10.0  # an SSE write that makes no progress for this long drops the stream
-    extra: dict[str, Any] = field(default_factory=dict)  # TOML tables later features read
+    source_rate: float | None = Field(None, ge=0)  # glints/s per source; None: see rate()
+    source_burst: int | None = Field(None, ge=1)  # bucket size; None: twice the rate
+    max_subscribers: int = Field(15_000, ge=0)  # SSE + WebSocket per process; more get 503
+    send_timeout: Seconds = 10.0  # an SSE write making no progress this long drops the stream
+    extra: dict[str, Any] = Field(default_factory=dict)  # TOML tables later features read
+
+    # The addresses the server was seen listening on (server.listening_addresses), beside `host`.
+    _listeners: set[tuple[str, int]] = PrivateAttr(default_factory=set)
+
+    @field_validator("sqlite_sync", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            QuietHours.parse(value)
+        return value
+
+    @field_validator("quiet_tz")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {value!r} (e.g. 'Europe/Berlin')") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        scheme = value.partition("://")[0].lower() if value and "://" in value else None
+        if value is not None and scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "must be a postgresql:// URL; leave it unset to keep SQLite in data_dir"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        scheme = value.partition("://")[0].lower() if value and "://" in value else None
+        if value is not None and scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret_each(self) -> Config:
+        seen: dict[str, str] = {}
+        named = [("the admin token", self.admin_token), ("the secret key", self.secret_key)]
+        named += [(f"publish token {n!r}", s) for n, s in self.publish_tokens.items()]
+        named += [(f"read token {n!r}", s) for n, s in self.read_tokens.items()]
+        for name, secret in named:
+            if secret is None:
+                continue
+            if secret in seen:
+                raise ValueError(
+                    f"{name} has the same secret as {seen[secret]}; each token needs its own"
+                )
+            seen[secret] = name
+        return self
 
     @property
     def db_path(self) -> Path:
@@ -66,25 +184,40 @@ class Config:
         """Any token configured: from then on, whatever needs a token and has none is refused."""
         return bool(self.admin_token or self.publish_tokens or self.read_tokens)
 
+    def note_listeners(self, addresses: Iterable[tuple[str, int]]) -> None:
+        """Record addresses the server really listens on, however it was started (a gunicorn
+        -b flag or GUNICORN_CMD_ARGS bind beyond `host`): exposure and rate limits count them."""
+        self._listeners.update((host, port) for host, port in addresses)
+
+    def public_addresses(self) -> list[str]:
+        """The addresses beyond loopback this server listens on: `host`, and what it was seen
+        listening on."""
+        found = [] if is_loopback(self.host) else [self.host]
+        for host, port in sorted(self._listeners):
+            if not is_loopback(host):
+                found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return found
+
     def rate(self) -> tuple[float, float]:
         """(glints per second, burst) allowed per source; (0, 0) when off. By default on (200/s,
         burst 400) for a server that has tokens or listens beyond loopback, off for a local one."""
         rate = self.source_rate
         if rate is None:
-            rate = 200.0 if (self.guarded or not is_loopback(self.host)) else 0.0
+            rate = 200.0 if (self.guarded or self.public_addresses()) else 0.0
         if rate <= 0:
             return 0.0, 0.0
         return float(rate), float(self.source_burst or max(1.0, 2 * rate))
 
     def exposure_problem(self) -> str | None:
-        """Why this configuration must not start (publishing wide open beyond loopback), or None."""
-        if is_loopback(self.host) or self.publish_tokens or self.open:
+        """Why this server must not run (publishing wide open beyond loopback), or None."""
+        public = self.public_addresses()
+        if not public or self.publish_tokens or self.open:
             return None
         return (
-            f"refusing to listen on {self.host} with no publish tokens: anyone who can reach it "
-            'could publish. Configure tokens (SPIRAL_PUBLISH_TOKENS="name:secret,..." or a '
-            "[tokens.publish] table in the TOML file, and SPIRAL_ADMIN_TOKEN for admin actions), "
-            "bind 127.0.0.1, or run open on purpose with --open or SPIRAL_OPEN=1."
+            f"refusing to listen on {', '.join(public)} with no publish tokens: anyone who can "
+            'reach it could publish. Configure tokens (SPIRAL_PUBLISH_TOKENS="name:secret,..." '
+            "or a [tokens.publish] table in the TOML file, and SPIRAL_ADMIN_TOKEN for admin "
+            "actions), bind 127.0.0.1, or run open on purpose with --open or SPIRAL_OPEN=1."
         )
 
     def rituals(self) -> list[RitualSpec]:
@@ -110,112 +243,156 @@ class Config:
     def load(
         cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
     ) -> Config:
+        """Defaults, then the TOML file (overrides' config_file, else SPIRAL_CONFIG), then SPIRAL_*
+        variables, then `overrides`; raise ConfigError on the first layer with a bad setting."""
         env = os.environ if environ is None else environ
         overrides = dict(overrides or {})
-        cfg = cls()
+        values: dict[str, Any] = {}
         path = overrides.get("config_file") or env.get("SPIRAL_CONFIG")
         if path:
-            cfg._apply_toml(Path(path))
-        for f in fields(cls):
-            key = "SPIRAL_" + f.name.upper()
-            if f.name != "extra" and key in env:
-                value = _coerce(f.type, env[key], key)
-                if isinstance(value, dict):  # tokens from the environment add to the file's
-                    value = {**getattr(cfg, f.name), **value}
-                setattr(cfg, f.name, value)
-        for name, value in overrides.items():
-            if not hasattr(cfg, name):
-                raise KeyError(f"unknown setting {name!r}")
-            setattr(cfg, name, value)
-        cfg._check_tokens()
-        cfg.breath()  # validate now: a bad breath setting stops start-up with a clear message
-        cfg.rituals()  # likewise a bad ritual (RitualConfigError names file, ritual and problem)
-        return cfg
+            layer, origin = _toml_layer(Path(path))
+            values.update(cls._checked(layer, origin, str(path), strict=True))
+        layer, origin = _env_layer(env)
+        for name, value in cls._checked(layer, origin, "the environment").items():
+            if name in ("publish_tokens", "read_tokens"):  # tokens from the environment add up
+                value = {**values.get(name, {}), **value}
+            values[name] = value
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}{_suggestion(unknown[0], FIELDS)}")
+        origin = {name: f"setting {name!r}" for name in overrides}
+        values.update(cls._checked(overrides, origin, "settings"))
+        config = cls._checked_model(values, {}, "configuration")
+        config.breath()  # validate now: a bad breath setting stops start-up with a clear message
+        config.rituals()  # likewise a bad ritual (RitualConfigError names file, ritual and problem)
+        return config
 
-    def _apply_toml(self, path: Path) -> None:
+    @classmethod
+    def _checked(
+        cls, layer: Mapping[str, Any], origin: Mapping[str, str], source: str, strict: bool = False
+    ) -> dict[str, Any]:
+        """The layer's settings, each validated and converted by its field."""
+        config = cls._checked_model(layer, origin, source, strict)
+        return {name: getattr(config, name) for name in layer}
+
+    @classmethod
+    def _checked_model(
+        cls, layer: Mapping[str, Any], origin: Mapping[str, str], source: str, strict: bool = False
+    ) -> Config:
         try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: {exc}") from exc
-        self.config_file = str(path)
-        spiral = data.pop("spiral", {})
-        breath = data.pop("breath", {})
-        tokens = data.pop("tokens", {})
-        for name, value in tokens.items():  # [tokens.publish], [tokens.read], revoked, admin
-            attr = {
-                "publish": "publish_tokens",
-                "read": "read_tokens",
-                "revoked": "revoked_tokens",
-                "admin": "admin_token",
-            }.get(name)
-            if attr is None:
-                raise ValueError(
-                    f"{path}: unknown setting [tokens].{name}; expected publish, "
-                    "read, revoked or admin"
-                )
-            setattr(self, attr, value)
-        for name, value in spiral.items():
-            if not hasattr(self, name) or name == "extra":
-                raise ValueError(f"{path}: unknown setting [spiral].{name}")
-            setattr(self, name, value)
-        for name, value in breath.items():
-            attr = {
-                "quiet_hours": "quiet_hours",
-                "quiet_tz": "quiet_tz",
-                "epoch": "breath_epoch",
-                "capacity": "capacity",
-            }.get(name, f"breath_{name}")
-            if not hasattr(self, attr):
-                raise ValueError(f"{path}: unknown setting [breath].{name}")
-            setattr(self, attr, value)
-        self.extra = data
-
-    def _check_tokens(self) -> None:
-        """Token names and secrets are well formed and unambiguous; a clear error names the problem
-        (never the secret)."""
-        seen: dict[str, str] = {}
-        if self.admin_token is not None:
-            if not isinstance(self.admin_token, str) or not self.admin_token.strip():
-                raise ValueError("admin_token must be a non-empty string")
-            seen[self.admin_token] = "admin"
-        for kind in ("publish", "read"):
-            table = getattr(self, f"{kind}_tokens")
-            if not isinstance(table, dict):
-                raise ValueError(f'[tokens.{kind}] must be a table of name = "secret"')
-            for name, secret in table.items():
-                where = f"[tokens.{kind}].{name}"
-                if (
-                    not isinstance(name, str)
-                    or not re.fullmatch(TOKEN_NAME, name)
-                    or name == "admin"
-                ):
-                    raise ValueError(
-                        f"{where}: a token name is a letter then letters, digits, "
-                        "'_', '.' or '-' (at most 64), and not 'admin'"
-                    )
-                if (
-                    not isinstance(secret, str)
-                    or len(secret) < MIN_SECRET
-                    or secret != secret.strip()
-                ):
-                    raise ValueError(
-                        f"{where}: the secret must be a string of at least "
-                        f"{MIN_SECRET} characters without surrounding spaces"
-                    )
-                if secret in seen:
-                    raise ValueError(
-                        f"{where}: the same secret is also given to {seen[secret]!r}; "
-                        "each token needs its own"
-                    )
-                seen[secret] = name
-        if not isinstance(self.revoked_tokens, list) or not all(
-            isinstance(n, str) for n in self.revoked_tokens
-        ):
-            raise ValueError("[tokens].revoked must be a list of token names")
+            return cls.model_validate(layer, strict=strict)
+        except ValidationError as exc:
+            raise ConfigError(
+                "; ".join(_describe(e, origin, source) for e in exc.errors())
+            ) from None
 
 
-TOKEN_NAME = r"[A-Za-z][A-Za-z0-9_.\-]{0,63}"
-MIN_SECRET = 16
+FIELDS = frozenset(Config.model_fields)
+# Where a value may hold a secret: never echoed back in an error message.
+SENSITIVE = frozenset(
+    {"admin_token", "publish_tokens", "read_tokens", "secret_key", "database_url", "redis_url"}
+)
+# Set by the file's own tables or the caller only, never by [spiral] nor a SPIRAL_* variable.
+_NOT_PLAIN = frozenset({"extra", "config_file"})
+_BREATH_KEYS = {
+    "inhale": "breath_inhale",
+    "hold": "breath_hold",
+    "exhale": "breath_exhale",
+    "return": "breath_return",
+    "epoch": "breath_epoch",
+    "quiet_hours": "quiet_hours",
+    "quiet_tz": "quiet_tz",
+    "capacity": "capacity",
+}
+_TOKEN_KEYS = {
+    "publish": "publish_tokens",
+    "read": "read_tokens",
+    "revoked": "revoked_tokens",
+    "admin": "admin_token",
+}
+
+
+def _toml_layer(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The file's settings by field name, and where in the file each one is."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    values: dict[str, Any] = {"config_file": str(path)}
+    origin: dict[str, str] = {"config_file": f"{path}: its name"}
+    sections = {"spiral": None, "breath": _BREATH_KEYS, "tokens": _TOKEN_KEYS}
+    for section, keys in sections.items():
+        table = data.pop(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a table, [{section}]")
+        for key, value in table.items():
+            if keys is None:
+                name = key if key in FIELDS - _NOT_PLAIN else None
+            else:
+                name = keys.get(key)
+            if name is None:
+                hint = _suggestion(key, FIELDS - _NOT_PLAIN if keys is None else keys)
+                raise ConfigError(f"{path}: unknown setting [{section}].{key}{hint}")
+            values[name] = value
+            origin[name] = f"{path}: [{section}].{key}"
+    loose = [key for key, value in data.items() if not isinstance(value, dict)]
+    if loose:
+        raise ConfigError(
+            f"{path}: {loose[0]} is outside any table; settings go under [spiral], [breath] "
+            "or [tokens]"
+        )
+    values["extra"] = data  # [rituals.*], [ws] and whatever later features read
+    origin["extra"] = f"{path}: its other tables"
+    return values, origin
+
+
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """SPIRAL_<SETTING> variables by field name; an empty variable counts as unset."""
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name in sorted(FIELDS - _NOT_PLAIN):
+        var = "SPIRAL_" + name.upper()
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        origin[name] = var
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        if name in ("publish_tokens", "read_tokens"):  # "name:secret,name2:secret2"
+            if not all(":" in item for item in items):
+                raise ConfigError(f"{var} must be name:secret pairs separated by commas")
+            pairs = (item.partition(":") for item in items)
+            values[name] = {key.strip(): secret.strip() for key, _, secret in pairs}
+        elif name == "revoked_tokens":  # "name,name2"
+            values[name] = items
+        else:
+            values[name] = raw
+    return values, origin
+
+
+def _describe(error: Any, origin: Mapping[str, str], source: str) -> str:
+    """One pydantic error as `where: problem (got …)`, never showing a secret."""
+    loc = error["loc"]
+    if not loc:  # a check across settings (the same secret twice)
+        where = source
+    else:
+        where = origin.get(loc[0], str(loc[0]))
+        where += "".join(f"[{part!r}]" for part in loc[1:] if part != "[key]")
+    if error["type"] == "value_error":  # ours: the message says all, and names no secret
+        return f"{where}: {error['ctx']['error']}"
+    problem = error["msg"][:1].lower() + error["msg"][1:]
+    if loc and loc[0] not in SENSITIVE and len(loc) == 1 and not isinstance(error["input"], dict):
+        problem += f" (got {_short(error['input'])})"
+    return f"{where}: {problem}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def is_loopback(host: str) -> bool:
@@ -224,32 +401,9 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
-
-
-def _coerce(kind: Any, raw: str, key: str) -> Any:
-    text = str(kind)
-    if text.startswith("dict"):  # SPIRAL_PUBLISH_TOKENS="name:secret,name2:secret2"
-        pairs = [item.strip() for item in raw.split(",") if item.strip()]
-        if not all(":" in item for item in pairs):
-            raise ValueError(f"{key} must be name:secret pairs separated by commas")
-        split = (p.partition(":") for p in pairs)
-        return {name.strip(): secret.strip() for name, _, secret in split}
-    if text.startswith("list"):  # SPIRAL_REVOKED_TOKENS="name,name2"
-        return [item.strip() for item in raw.split(",") if item.strip()]
-    try:
-        if "bool" in text:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if text.startswith("int"):
-            return int(raw)
-        if text.startswith("float"):
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"{key}={raw!r} is not a valid {text}") from None
-    return raw
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback

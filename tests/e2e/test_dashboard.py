@@ -391,7 +391,8 @@ def test_admin_api_answers_json_and_refuses_bad_input(live_server):
 
 def test_admin_token_guards_the_api_and_the_controls(tmp_path, page):
     server = ServerProcess(
-        tmp_path / "guarded", env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_ADMIN_TOKEN": "s3cret"}
+        tmp_path / "guarded",
+        env={"SPIRAL_FAKE_CLOCK": "1", "SPIRAL_ADMIN_TOKEN": "s3cret-admin-token"},
     ).start()
     try:
         url = server.url + "/api/admin/climate"
@@ -401,7 +402,7 @@ def test_admin_token_guards_the_api_and_the_controls(tmp_path, page):
         )
         assert wrong.status_code == 403 and wrong.json()["error"] == "forbidden"
         right = requests.post(
-            url, json={"climate": None}, headers={"Authorization": "Bearer s3cret"}
+            url, json={"climate": None}, headers={"Authorization": "Bearer s3cret-admin-token"}
         )
         assert right.status_code == 200
 
@@ -409,16 +410,18 @@ def test_admin_token_guards_the_api_and_the_controls(tmp_path, page):
         board.set_climate("suspicious")
         expect(page.locator("#admin-err-token")).to_contain_text("needs the admin token")
         expect(board.breath).to_have_attribute("data-climate", "clear")
-        page.fill("#admin-token", "s3cret")
+        page.fill("#admin-token", "s3cret-admin-token")
         page.click("#admin-set-climate")
         expect(board.breath).to_have_attribute("data-climate", "suspicious")
-        expect(page.locator("#admin-token")).to_have_value("s3cret")  # kept for the next action
+        expect(page.locator("#admin-token")).to_have_value(
+            "s3cret-admin-token"
+        )  # kept for the next action
         # the ritual controls share the token field
         page.fill("#admin-token", "")
         board.invoke("archival")
         expect(board.invoke_result("archival")).to_contain_text("needs the admin token")
         expect(board.runs.and_(page.locator("[data-ritual=archival]"))).to_have_count(0)
-        page.fill("#admin-token", "s3cret")
+        page.fill("#admin-token", "s3cret-admin-token")
         board.invoke("archival")
         expect(board.invoke_result("archival")).to_contain_text(
             "nothing older than 7 days to archive"

@@ -519,7 +519,7 @@ def test_list_rituals_shows_definitions_and_state(make_app):
 
 
 def test_invoke_needs_the_admin_token_when_one_is_set(make_app):
-    app = make_app(admin_token="s3cret")
+    app = make_app(admin_token="s3cret-admin-token")
     client = app.test_client()
     assert client.post("/api/rituals/archival/invoke").status_code == 401
     wrong = client.post("/api/rituals/archival/invoke", headers={"Authorization": "Bearer nope"})
@@ -528,7 +528,7 @@ def test_invoke_needs_the_admin_token_when_one_is_set(make_app):
     ok = client.post(
         "/api/rituals/archival/invoke",
         json={"glint_id": scroll["id"]},
-        headers={"Authorization": "Bearer s3cret"},
+        headers={"Authorization": "Bearer s3cret-admin-token"},
     )
     assert ok.status_code == 200, ok.get_json()
     run = ok.get_json()["run"]
