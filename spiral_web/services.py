@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .bus import LocalCluster, MemoryHub
@@ -39,7 +40,7 @@ class Spiral:
         record = SQLiteStore(config.db_path, synchronous=config.sqlite_sync)
         local = MemoryHub(capacity=config.hub_capacity)
         stats = Stats(*record.counts())
-        cluster: Cluster = LocalCluster()
+        cluster: Cluster = LocalCluster(Path(config.data_dir) / "shared.json")
         if config.redis_url:
             # only now: redis imports ssl, which gevent must patch first
             from .bus.redis import RedisCluster, RedisHub

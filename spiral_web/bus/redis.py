@@ -327,6 +327,22 @@ class RedisCluster:
         except AWAY as exc:
             _away(exc)
 
+    def deny(self, key: str, until: float) -> None:
+        try:
+            self._redis.set(
+                self._prefix + "deny:" + key, repr(until), ex=max(1, int(until - time.time()) + 60)
+            )
+        except AWAY as exc:
+            _away(exc)
+
+    def denied(self, key: str, now: float) -> bool:
+        try:
+            raw = self._redis.get(self._prefix + "deny:" + key)
+        except AWAY as exc:
+            _away(exc)
+            return False
+        return raw is not None and float(raw) > now
+
     def take(self, key: str, now: float, rate: float, burst: float) -> float | None:
         try:
             wait = self._take(

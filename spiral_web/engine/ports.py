@@ -246,6 +246,14 @@ class Cluster(Protocol):
         """Clear `key`'s hits (a ritual that fired starts counting again)."""
         ...
 
+    def deny(self, key: str, until: float) -> None:
+        """Put `key` on the hub's deny list until `until` (a signed-out session, say)."""
+        ...
+
+    def denied(self, key: str, now: float) -> bool:
+        """True while `key` is on the deny list."""
+        ...
+
     def take(self, key: str, now: float, rate: float, burst: float) -> float | None:
         """Take one token from `key`'s bucket: None when allowed, else seconds until one is."""
         ...

@@ -110,3 +110,22 @@ def test_control_messages_and_listener_counts_reach_the_other_worker(redis_serve
     finally:
         a.close()
         b.close()
+
+
+def test_a_deny_list_holds_until_its_time(pair):
+    a, b = pair
+    a.deny("session:abc", T + 60)
+    assert b.denied("session:abc", T + 59) is True
+    assert b.denied("session:abc", T + 60) is False
+    assert b.denied("session:other", T) is False
+
+
+def test_one_process_keeps_its_kept_changes_and_denials_across_a_restart(tmp_path):
+    path = tmp_path / "shared.json"
+    before = LocalCluster(path)
+    before.share("phase_override", ["hold", T, T + 300], T + 300)
+    before.deny("session:abc", 4_000_000_000.0)
+    after = LocalCluster(path)
+    assert after.remembered(T) == [("phase_override", ["hold", T, T + 300])]
+    assert after.denied("session:abc", T) is True
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
