@@ -105,6 +105,7 @@ class LocalCluster:
     ) -> None:
         if until is not None:
             with self._lock:
+                self._kept.pop(slot or op, None)  # a replaced change moves to the end: newest
                 self._kept[slot or op] = (op, payload, until)
                 self._save()
 

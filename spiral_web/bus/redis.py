@@ -360,7 +360,7 @@ class RedisCluster:
         message = orjson.dumps({"op": op, "p": payload, "w": self.worker_id})
         try:
             if until is not None:
-                kept = orjson.dumps({"op": op, "p": payload, "until": until})
+                kept = orjson.dumps({"op": op, "p": payload, "until": until, "at": time.time()})
                 self._redis.hset(self._kept_key, slot or op, kept)
             self._redis.publish(self._control, message)
         except redis.RedisError as exc:
@@ -376,7 +376,7 @@ class RedisCluster:
         for slot, raw in kept.items():
             item = orjson.loads(raw)
             if item["until"] > now:
-                out.append((item["until"], item["op"], item["p"]))
+                out.append((item.get("at", 0.0), item["op"], item["p"]))
             else:
                 try:
                     self._redis.hdel(self._kept_key, slot)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,20 @@ class Alert:
             "until": iso(self.until),
             "message": self.message,
         }
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One refused request, for the operators' log."""
+
+    at: float
+    source: str
+    status: int
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"at": iso(self.at), "source": self.source, "status": self.status,
+                "reason": self.reason}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,7 @@ class BreathEngine:
         self._throttle_release: float | None = None  # set while throttled: the level that lifts it
         self._blocked: dict[str, float] = {}  # source → blocked until
         self._alerts: list[Alert] = []
+        self._refusals: deque[Rejection] = deque(maxlen=self.MAX_REFUSALS)
         self._caesura_until = 0.0
         self._applying = threading.local()
         if cluster is not None:  # what other workers set before this one started still holds
@@ -145,11 +161,35 @@ class BreathEngine:
             self._ingest.add(now, n)
             self._climate.record(source, True, now, n)
 
-    def record_rejection(self, source: str) -> None:
+    def record_rejection(self, source: str, status: int = 0, reason: str = "") -> None:
+        """A refused request (bad input, bad credentials, throttled…) from `source`: it feeds the
+        climate, and the log of refusals operators read (`rejections`)."""
         now = self.clock.now()
         with self._lock:
             self._climate.record(source, False, now)
-        self._share("rejection", [source])
+            self._refusals.append(Rejection(now, source, status, reason))
+        self._share("rejection", [source, status, reason])
+
+    def rejections(self, limit: int = 50) -> dict[str, Any]:
+        """Who was refused and why: the newest refusals (newest first), and counts of the last
+        climate window by source and by reason, for the hub (every worker shares its refusals)."""
+        now = self.clock.now()
+        window = self.config.climate_window
+        with self._lock:
+            recent = [r for r in self._refusals if r.at > now - window]
+            newest = list(self._refusals)[-limit:][::-1]
+        by_source: dict[str, int] = {}
+        by_reason: dict[str, int] = {}
+        for r in recent:
+            by_source[r.source] = by_source.get(r.source, 0) + 1
+            by_reason[r.reason or str(r.status)] = by_reason.get(r.reason or str(r.status), 0) + 1
+        return {
+            "window_seconds": window,
+            "total": len(recent),
+            "by_source": dict(sorted(by_source.items(), key=lambda kv: -kv[1])[:20]),
+            "by_reason": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
+            "recent": [r.to_dict() for r in newest],
+        }
 
     # -- overrides -----------------------------------------------------------------------------
     def override_phase(self, phase: str | None, seconds: float = 300.0) -> None:
@@ -183,7 +223,7 @@ class BreathEngine:
         self._applying.remote = True
         try:
             if op == "rejection":
-                self.record_rejection(payload[0])
+                self.record_rejection(*payload[:3])
             elif op in ("phase_override", "climate_override"):
                 value, since, until = payload
                 override = None if value is None else Override(value, since, until)
@@ -200,10 +240,63 @@ class BreathEngine:
                     del self._alerts[: -self.MAX_ALERTS]
             elif op == "caesura":
                 self.declare_caesura(payload[0])
+            elif op == "unblock":
+                self.unblock(payload[0])
+            elif op == "throttle_end":
+                self.end_throttle()
         finally:
             self._applying.remote = False
 
-    # -- protection (switched on by rituals) ---------------------------------------------------
+    # -- protection (switched on by rituals, lifted by an admin) ----------------------------------
+    def blocks(self) -> list[dict[str, Any]]:
+        """The sources refused now, soonest lifted first, with when and why."""
+        now = self.clock.now()
+        with self._lock:
+            held = {s: u for s, u in self._blocked.items() if u > now}
+            alerts = list(self._alerts)
+        out = []
+        for source, until in sorted(held.items(), key=lambda kv: kv[1]):
+            alert = next((a for a in reversed(alerts) if source in a.sources), None)
+            out.append(
+                {
+                    "source": source,
+                    "since": iso(alert.since) if alert else None,
+                    "until": iso(until),
+                    "seconds_left": max(0, math.ceil(until - now)),
+                    "reason": alert.message if alert else "blocked",
+                }
+            )
+        return out
+
+    def unblock(self, source: str) -> bool:
+        """Lift the block on `source` at once (an admin decided); True when it was blocked. Its
+        alert goes when it names no blocked source any more."""
+        now = self.clock.now()
+        with self._lock:
+            until = self._blocked.pop(source, None)
+            was = until is not None and until > now
+            kept: list[Alert] = []
+            for alert in self._alerts:
+                rest = tuple(s for s in alert.sources if s != source)
+                if source in alert.sources and not rest:
+                    continue
+                kept.append(Alert(alert.kind, rest, alert.since, alert.until, alert.message)
+                            if source in alert.sources else alert)  # fmt: skip
+            self._alerts = kept
+        if was:
+            # kept after the block it lifts: a worker starting later applies both, in order
+            self._share("unblock", [source], until, f"unblock:{source}")
+        return was
+
+    def end_throttle(self) -> bool:
+        """Lift the throttle now (an admin decided); True when input was paused."""
+        with self._lock:
+            was = self._throttle_release is not None
+            self._throttle_release = None
+        if was:
+            self._share("throttle_end", [])
+        return was
+
     def begin_throttle(self, release: float) -> bool:
         """Pause input until usage falls below `release`; True when this starts a new episode."""
         with self._lock:
@@ -294,6 +387,7 @@ class BreathEngine:
             self._blocked = {s: u for s, u in self._blocked.items() if u > now}
 
     MAX_ALERTS = 20
+    MAX_REFUSALS = 500
     MAX_BLOCKED = 10_000
 
     # -- state ---------------------------------------------------------------------------------

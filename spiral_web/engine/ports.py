@@ -267,7 +267,8 @@ class Cluster(Protocol):
         ...
 
     def remembered(self, now: float) -> list[tuple[str, list[Any]]]:
-        """Kept changes that still hold at `now` (for a starting worker to apply)."""
+        """Kept changes that still hold at `now`, in the order they were shared (for a starting
+        worker to apply)."""
         ...
 
     def listeners(self, local: int) -> int:

@@ -10,6 +10,7 @@ the scheduler records no run. An action that fails raises; `ActionError` carries
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,14 @@ class RunContext:
         return self.can.emit(data, ritual_source(self.ritual)).id
 
 
+def is_loopback(source: str) -> bool:
+    """True for a source that is this machine's own address (every local client shares it)."""
+    try:
+        return ipaddress.ip_address(source.strip("[]")).is_loopback
+    except ValueError:
+        return source == "localhost"
+
+
 def ritual_source(name: str) -> str:
     """The `source` of glints a ritual emits; rituals are not evaluated on them (no chains)."""
     return f"ritual:{name}"
@@ -133,6 +142,17 @@ def throttle(ctx: RunContext) -> Outcome | None:
     """Pause input until usage falls below the release level; one warning glint per episode."""
     release = float(ctx.params["release"])
     breath = ctx.can.protection
+    now = breath.state().usage
+    if now < release:  # it would lift at once: say so rather than claim a pause
+        return Outcome(
+            {
+                "episode": "none",
+                "usage": now,
+                "release_below": release,
+                "message": f"usage is {now:.0%}, already below the release level "
+                f"{release:.0%}: input was not paused",
+            }
+        )
     if not breath.begin_throttle(release):
         return None
     usage = ctx.state.usage
@@ -153,11 +173,29 @@ def watch(ctx: RunContext) -> Outcome | None:
     seconds = float(ctx.params["block_seconds"])
     breath = ctx.can.protection
     suspects = breath.suspects()
-    sources = sorted(suspects, key=lambda s: -suspects[s])[:50]
+    ranked = sorted(suspects, key=lambda s: -suspects[s])[:50]
+    # This machine is one address for every local client: blocking it would let one of them
+    # (or a web page) lock all the others out. It is named in the alert, never blocked.
+    sources = [s for s in ranked if not is_loopback(s)]
+    spared = [s for s in ranked if is_loopback(s)]
+    state = breath.state()
+    if not ranked and state.climate != "suspicious":
+        return Outcome(
+            {
+                "sources": [],
+                "message": f"the climate is {state.climate} and no source stands out: "
+                "nothing to block",
+            }
+        )
     if sources:
         message = (
             f"{len(sources)} source(s) sent too many rejected requests; their input is "
             f"refused for {seconds:g} s"
+        )
+    elif spared:
+        message = (
+            f"too many rejected requests from this machine ({', '.join(spared)}); local "
+            "clients share its address, so none is blocked"
         )
     else:
         message = "the climate is suspicious, but no single source stands out"
@@ -165,7 +203,13 @@ def watch(ctx: RunContext) -> Outcome | None:
     if alert is None:
         return None
     rejected = {s: suspects[s] for s in fresh}
-    result = {"sources": fresh, "rejected": rejected, "until": iso(alert.until), "message": message}
+    result = {
+        "sources": fresh,
+        "rejected": rejected,
+        "spared": spared,
+        "until": iso(alert.until),
+        "message": message,
+    }
     emitted = ctx.emit("ritual.suspicion_watcher", result)
     ctx.can.publish_breath()
     return Outcome(result, emitted)
