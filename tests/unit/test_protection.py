@@ -7,7 +7,7 @@ from spiral_web.bus import LocalCluster
 from spiral_web.engine.breath import BreathConfig, BreathEngine
 from spiral_web.engine.clock import FakeClock
 
-from .test_rituals import T0, make, runs  # noqa: F401  (make is a fixture)
+from .parts import T0, runs
 
 
 def test_blocks_are_listed_and_an_admin_can_lift_one():

@@ -5,92 +5,24 @@ Time is a FakeClock; nothing sleeps to wait for a phase."""
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
 
-import orjson
 import pytest
 
-from spiral_web.bus import LocalCluster, MemoryHub
 from spiral_web.engine.breath import BreathConfig, BreathEngine
 from spiral_web.engine.clock import FakeClock
 from spiral_web.engine.glints import GlintDraft, validate_glint
-from spiral_web.engine.orchestrator import Orchestrator, Refused
+from spiral_web.engine.orchestrator import Refused
 from spiral_web.engine.ports import RunDraft
 from spiral_web.engine.rituals import (
     BUILTINS,
     RitualConfigError,
-    RitualEngine,
     actions,
     load_rituals,
 )
 from spiral_web.engine.rules import Rule, activation, prepare
-from spiral_web.engine.stats import Stats
 from spiral_web.store import SQLiteStore
 
-CYCLE = 48.0  # inhale 16, hold 8, exhale 16, return 8
-T0 = 1_800_000_000 - 1_800_000_000 % 48  # an inhale begins here (epoch 0)
-ONLY_CUSTOM = {name: {"enabled": False} for name in BUILTINS}
-
-
-@pytest.fixture
-def make(tmp_path):
-    """Build a hub's engine parts around a ritual table; close them afterwards."""
-    built = []
-
-    def make_(tables: dict | None = None, queue_size: int = 16, **breath_config):
-        clock = FakeClock(T0)
-        store = SQLiteStore(tmp_path / f"hub{len(built)}.sqlite3")
-        hub = MemoryHub()
-        breath = BreathEngine(BreathConfig(**breath_config), clock)
-        orchestrator, engine = _wire(tables, clock, store, hub, breath, queue_size)
-        parts = SimpleNamespace(
-            clock=clock,
-            store=store,
-            hub=hub,
-            breath=breath,
-            orchestrator=orchestrator,
-            engine=engine,
-        )
-        built.append(parts)
-        return parts
-
-    yield make_
-    for p in built:
-        p.engine.close()
-        p.store.close()
-
-
-def _wire(tables, clock, store, hub, breath, queue_size=16):
-    """An orchestrator and the ritual scheduler watching it (what Spiral.build does)."""
-    orchestrator = Orchestrator(store, hub, breath, Stats(*store.counts()))
-    engine = RitualEngine(
-        load_rituals(tables, "test.toml"),
-        clock=clock,
-        record=store,
-        breath=breath,
-        orchestrator=orchestrator,
-        cluster=LocalCluster(),
-        queue_size=queue_size,
-    )
-    orchestrator.observe(engine.on_glint, engine.on_breath)
-    return orchestrator, engine
-
-
-def emit(parts, module="a.b", phase=None, source="10.0.0.1", **extra):
-    data = validate_glint({"module": module, "phase": phase, **extra})
-    return parts.orchestrator.emit(data, source).glint
-
-
-def runs(parts, ritual=None, status=None) -> list[dict]:
-    """Runs oldest first."""
-    return [
-        orjson.loads(b) for b in reversed(parts.store.runs(ritual=ritual, status=status, limit=500))
-    ]
-
-
-def glints(parts, module=None) -> list:
-    return list(reversed(parts.store.query(module=module, limit=500)))
-
+from .parts import CYCLE, ONLY_CUSTOM, T0, emit, glints, runs, wire
 
 # -- definitions ---------------------------------------------------------------------------------
 
@@ -449,7 +381,7 @@ def test_a_deferral_and_a_cooldown_survive_a_restart(make):
     trigger = emit(hub, "memory.scroll", "return")
     assert [r["status"] for r in runs(hub, "archival")] == ["deferred"]
     hub.engine.close()
-    hub.orchestrator, restarted = _wire(tables, hub.clock, hub.store, hub.hub, hub.breath)
+    hub.orchestrator, restarted = wire(tables, hub.clock, hub.store, hub.hub, hub.breath)
     hub.engine = restarted
     states = {r["name"]: r["state"] for r in restarted.describe()}
     assert states["archival"]["deferred"] == 1
