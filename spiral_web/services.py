@@ -79,8 +79,12 @@ class Spiral:
         hub's readers (joined through Redis)."""
         if self.config.start_ticker:
             self.ticker.start()
-        self.cluster.start(self.breath.apply_shared, lambda: self.hub.local_listeners)
+        self.cluster.start(self.breath.apply_shared, self._report)
         self.hub.start()
+
+    def _report(self) -> dict[str, Any]:
+        """What this worker tells the others about itself, about once a second."""
+        return {"listeners": self.hub.local_listeners, "subscribers": self.hub.subscribers(100)}
 
     def lineage(self, gid: str) -> dict[str, Any] | None:
         """A glint's ancestors and descendant tree (bounded), or None when it is unknown."""

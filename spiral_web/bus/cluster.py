@@ -41,6 +41,7 @@ class LocalCluster:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
         self._kept: dict[str, tuple[str, list[Any], float]] = {}  # slot -> op, payload, until
         self._denied: dict[str, float] = {}  # key -> until
+        self._report: Callable[[], dict[str, Any]] = dict
         self._load()
 
     def claim(self, key: str, seconds: float) -> bool:
@@ -117,7 +118,11 @@ class LocalCluster:
     def listeners(self, local: int) -> int:
         return local
 
-    def start(self, on_control: ControlHandler, local_listeners: Callable[[], int]) -> None:
+    def workers(self) -> dict[str, dict[str, Any]]:
+        return {self.worker_id: self._report()}
+
+    def start(self, on_control: ControlHandler, report: Callable[[], dict[str, Any]]) -> None:
+        self._report = report
         """Nothing to receive: no other worker shares this process's state."""
 
     def ping(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -27,10 +28,13 @@ class SubscriberDropped(Exception):
 
 
 class Subscription:
-    def __init__(self, hub: MemoryHub, filters: Filters, cursor: int) -> None:
+    def __init__(
+        self, hub: MemoryHub, filters: Filters, cursor: int, info: Mapping[str, Any] | None = None
+    ) -> None:
         self.hub = hub
         self.filters = filters
         self.cursor = cursor
+        self.info = dict(info or {})  # who it is, for operators: transport, client, since…
         self._pattern = filters.pattern()
         self.closed = False
 
@@ -92,9 +96,11 @@ class MemoryHub:
         return event
 
     # -- subscribing ---------------------------------------------------------------------------
-    def subscribe(self, filters: Filters | None = None) -> Subscription:
+    def subscribe(
+        self, filters: Filters | None = None, info: Mapping[str, Any] | None = None
+    ) -> Subscription:
         with self._lock:
-            sub = Subscription(self, filters or Filters(), self._head)
+            sub = Subscription(self, filters or Filters(), self._head, info)
             self._subs.add(sub)
             return sub
 
@@ -119,6 +125,22 @@ class MemoryHub:
             events = [self._ring[p % self.capacity] for p in range(sub.cursor, head)]
             sub.cursor = head
         return events  # type: ignore[return-value]
+
+    def subscribers(self, limit: int = 200) -> list[dict[str, Any]]:
+        """This process's subscribers for operators: who, which filters, how far behind (events
+        published that it has not taken yet), the furthest behind first."""
+        with self._lock:
+            rows = [
+                {
+                    **s.info,
+                    "module": s.filters.module,
+                    "phases": sorted(s.filters.phases),
+                    "lag": self._head - s.cursor,
+                }
+                for s in self._subs
+            ]
+        rows.sort(key=lambda r: -r["lag"])
+        return rows[:limit]
 
     @property
     def listeners(self) -> int:

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -106,8 +106,13 @@ class RedisHub:
             self._deliver(event, remote=False)
         return event
 
-    def subscribe(self, filters: Filters | None = None) -> Subscription:
-        return self.local.subscribe(filters)
+    def subscribe(
+        self, filters: Filters | None = None, info: Mapping[str, Any] | None = None
+    ) -> Subscription:
+        return self.local.subscribe(filters, info)
+
+    def subscribers(self, limit: int = 200) -> list[dict[str, Any]]:
+        return self.local.subscribers(limit)
 
     @property
     def listeners(self) -> int:
@@ -267,7 +272,7 @@ class RedisCluster:
         self._hits = self._redis.register_script(_HITS)
         self._take = self._redis.register_script(_TAKE)
         self._listener_cache = (0.0, 0)
-        self._local_listeners: Callable[[], int] = lambda: 0
+        self._report: Callable[[], dict[str, Any]] = dict
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_control: ControlHandler = lambda op, payload: None
@@ -390,19 +395,26 @@ class RedisCluster:
         at, value = self._listener_cache
         if now - at < 1.0:
             return value
-        try:
-            counts = self._redis.hgetall(self._listeners_key)
-            cutoff = time.time() - 5
-            value = 0
-            for raw in counts.values():
-                text = raw.decode() if isinstance(raw, bytes) else raw
-                n, _, stamp = text.partition("@")
-                if float(stamp or 0) >= cutoff:
-                    value += int(n)
-        except redis.RedisError:
-            value = local
+        reports = self.workers()
+        value = sum(int(r.get("listeners", 0)) for r in reports.values()) if reports else local
         self._listener_cache = (now, value)
         return value
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Each live worker's last report (listeners, subscribers…), by worker id."""
+        try:
+            raw = self._redis.hgetall(self._listeners_key)
+        except AWAY as exc:
+            _away(exc)
+            return {self.worker_id: self._report()}
+        cutoff = time.time() - 5
+        out = {}
+        for worker, body in raw.items():
+            report = orjson.loads(body)
+            if report.get("at", 0) >= cutoff:
+                key = worker.decode() if isinstance(worker, bytes) else worker
+                out[key] = report
+        return out
 
     def ping(self) -> bool:
         try:
@@ -410,9 +422,9 @@ class RedisCluster:
         except redis.RedisError:
             return False
 
-    def start(self, on_control: ControlHandler, local_listeners: Callable[[], int]) -> None:
+    def start(self, on_control: ControlHandler, report: Callable[[], dict[str, Any]]) -> None:
         self._on_control = on_control
-        self._local_listeners = local_listeners
+        self._report = report
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="spiral-cluster", daemon=True)
             self._thread.start()
@@ -435,11 +447,8 @@ class RedisCluster:
                 delay = 0.1
                 while not self._stop.is_set():
                     if time.monotonic() >= next_report:
-                        self._redis.hset(
-                            self._listeners_key,
-                            self.worker_id,
-                            f"{self._local_listeners()}@{time.time():.3f}",
-                        )
+                        report = {**self._report(), "at": time.time()}
+                        self._redis.hset(self._listeners_key, self.worker_id, orjson.dumps(report))
                         next_report = time.monotonic() + 1.0
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None:

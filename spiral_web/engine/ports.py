@@ -20,7 +20,7 @@ N" and never miss a seq that commits later.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -190,7 +190,15 @@ class Hub(Protocol):
         """Publish one event; its JSON (`data`, or `payload` serialized here) is built once."""
         ...
 
-    def subscribe(self, filters: Filters | None = None) -> Subscription: ...
+    def subscribe(
+        self, filters: Filters | None = None, info: Mapping[str, Any] | None = None
+    ) -> Subscription:
+        """A new subscriber; `info` says who it is (transport, client…) for operators."""
+        ...
+
+    def subscribers(self, limit: int = 200) -> list[dict[str, Any]]:
+        """This process's subscribers: their info, filters and lag, the furthest behind first."""
+        ...
 
     @property
     def listeners(self) -> int:
@@ -275,9 +283,13 @@ class Cluster(Protocol):
         """Subscribers across every worker, given this worker's own count."""
         ...
 
-    def start(self, on_control: ControlHandler, local_listeners: Callable[[], int]) -> None:
-        """Start receiving the other workers' changes (and telling them this worker's count of
-        subscribers, `local_listeners()`)."""
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Each live worker's last report (`listeners`, `subscribers`…), by worker id."""
+        ...
+
+    def start(self, on_control: ControlHandler, report: Callable[[], dict[str, Any]]) -> None:
+        """Start receiving the other workers' changes, and telling them this worker's `report()`
+        about once a second (`{"listeners": n, "subscribers": [...]}`)."""
         ...
 
     def ping(self) -> bool: ...

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from flask import Response, current_app, g, request
 
+from ..engine.breath import iso
 from ..services import Spiral
 
 
@@ -26,6 +27,11 @@ def source() -> str:
 def address() -> str:
     """The client's address, whatever token it carries."""
     return request.remote_addr or "unknown"
+
+
+def subscriber_info(transport: str) -> dict[str, str]:
+    """Who a new subscriber is, for the operators' list of connected clients."""
+    return {"transport": transport, "client": source(), "since": iso(spiral().clock.now())}
 
 
 def json_response(

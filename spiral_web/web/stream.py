@@ -19,7 +19,7 @@ from ..engine.events import Event, sse_frame
 from ..engine.feed import listener_feed
 from ..engine.glints import parse_glint
 from .access import access
-from .common import json_response, source, spiral
+from .common import json_response, source, spiral, subscriber_info
 from .queries import last_event_id, stream_filters
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def stream():
     hub = spiral()
     filters = stream_filters(request.args)
     resume = last_event_id(request.headers.get("Last-Event-ID"), request.args.get("lastEventId"))
-    sub = hub.hub.subscribe(filters)  # before reading history, so nothing falls between the two
+    # before reading history, so nothing falls between the two
+    sub = hub.hub.subscribe(filters, subscriber_info("sse"))
     breath = hub.orchestrator.breath.state().to_dict()
     feed = listener_feed(
         sub, hub.store, resume, filters, hub.config.heartbeat_seconds, hub.config.replay_limit

@@ -37,6 +37,7 @@ from werkzeug.datastructures import MultiDict
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
+from ..engine.breath import iso
 from ..engine.events import Filters
 from ..engine.feed import listener_feed, notice
 from ..engine.glints import validate_glint
@@ -180,6 +181,7 @@ class _Connection:
         self.ws = ws
         self.hub = hub
         self.source = source
+        self.info = {"transport": "websocket", "client": source}
         self.lock = threading.Lock()
         self.closed = False
         self._closed_by_us = False
@@ -268,7 +270,8 @@ class _Connection:
         resume = last_event_id(None, None if raw_resume is None else str(raw_resume))
         self._stop_pump()
         hub, config = self.hub, self.hub.config
-        sub = hub.hub.subscribe(filters)  # before reading history, so nothing falls between the two
+        # before reading history, so nothing falls between the two
+        sub = hub.hub.subscribe(filters, {**self.info, "since": iso(hub.clock.now())})
         breath = hub.breath.state().to_dict()
         feed = listener_feed(
             sub, hub.store, resume, filters, config.heartbeat_seconds, config.replay_limit

@@ -93,8 +93,8 @@ def test_control_messages_and_listener_counts_reach_the_other_worker(redis_serve
         arrived.set()
 
     try:
-        b.start(on_control, lambda: 3)
-        a.start(lambda op, payload: None, lambda: 2)
+        b.start(on_control, lambda: {"listeners": 3})
+        a.start(lambda op, payload: None, lambda: {"listeners": 2})
         for _ in range(50):  # b is listening once it receives one
             a.share("rejection", ["10.0.0.1"])
             if arrived.wait(0.1):
