@@ -19,10 +19,6 @@ class Stats:
             self.by_phase[phase] += 1
             self.by_module[module] += 1
 
-    @property
-    def total(self) -> int:
-        return sum(self.by_module.values())
-
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             return {
