@@ -45,6 +45,19 @@ class RecordUnavailable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Epoch:
+    """How many times the record was found restored from a backup (`number`), and the seq ranges
+    (first, last) it lost then: seqs that clients may have seen and the record no longer has."""
+
+    number: int = 0
+    lost: tuple[tuple[int, int], ...] = ()
+
+    def lost_range(self, seq: int) -> tuple[int, int] | None:
+        """The lost range holding `seq`, if any."""
+        return next(((a, b) for a, b in self.lost if a <= seq <= b), None)
+
+
+@dataclass(frozen=True, slots=True)
 class RunDraft:
     """A ritual run to store under the next seq: its body is `{"seq": N, **record}`."""
 
@@ -74,6 +87,17 @@ class Record(Protocol):
     def archive_before(self, cutoff_ts: float, now_ts: float) -> dict[str, Any]:
         """Move glints received before `cutoff_ts` to the archive in one transaction; a summary of
         what moved and of what arrived since the previous archival."""
+        ...
+
+    # -- restores ------------------------------------------------------------------------------
+    def epoch(self) -> Epoch:
+        """How often the record was found restored, and the seq ranges it lost then."""
+        ...
+
+    def fence(self, floor: int, ceiling: int, now_ts: float) -> Epoch | None:
+        """When the counter is below `floor` (clients saw seqs the record lacks: it was restored
+        from a backup), advance it to `ceiling`, bump the epoch and record the skipped seqs as
+        lost, in one transaction; None when the record was current."""
         ...
 
     # -- reads ---------------------------------------------------------------------------------
