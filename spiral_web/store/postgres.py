@@ -102,8 +102,12 @@ class PostgresStore:
         self._slots = threading.BoundedSemaphore(pool_size)
         self._wait = wait
         self._closed = False
-        with self._conn() as conn:
-            _migrate(conn)
+        try:
+            with self._conn() as conn:
+                _migrate(conn)
+        except BaseException:
+            self.close()
+            raise
 
     # -- connections ---------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:

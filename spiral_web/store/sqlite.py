@@ -39,8 +39,12 @@ class SQLiteStore:
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._w = self._connect()
-        self._migrate()
-        self._init_sequence()
+        try:
+            self._migrate()
+            self._init_sequence()
+        except BaseException:
+            self._w.close()
+            raise
         self._r = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
