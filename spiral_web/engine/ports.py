@@ -37,7 +37,13 @@ class IdTaken(Exception):
 
 
 class RecordUnavailable(Exception):
-    """The record cannot be reached (a database down): nothing was stored; try again later."""
+    """The record cannot be reached (a database down): nothing was stored; try again later.
+
+    What each entry point does with it: ingest answers 503 with `Retry-After: retry_after` (the
+    batch failed as a whole: nothing partial is stored, nothing is published); `/readyz` answers
+    503 naming the record's problem; open streams stay open (heartbeats go on) and catch up from
+    the record when it answers again; a stream that asks to resume while it is away is told so
+    (an `unavailable` notice) and replays once it is back."""
 
     def __init__(self, message: str, retry_after: int = 2) -> None:
         super().__init__(message)
@@ -176,6 +182,25 @@ class Record(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class SeqMark(Protocol):
+    """The highest seqs clients may have seen, kept outside the record (in the data folder, or in
+    Redis for a joined hub), so that a record restored from a backup, which forgot them, is found
+    out before it hands the same seqs out again (`Record.fence`)."""
+
+    def bounds(self) -> tuple[int, int]:
+        """(floor, ceiling): a record whose counter is below `floor` lost seqs that clients may
+        have seen; no seq published so far is above `ceiling`."""
+        ...
+
+    def note(self, seq: int) -> None:
+        """Seqs up to `seq` are committed and about to be published (called before publishing)."""
+        ...
+
+    def close(self, top: int) -> None:
+        """A clean stop: `top` is the last seq this process published."""
+        ...
 
 
 class Subscription(Protocol):
