@@ -17,6 +17,7 @@ the monkey-patching, as services.py does; each greenlet borrows a connection fro
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -122,13 +123,17 @@ class PostgresStore:
         try:
             with self._idle_lock:
                 conn = self._idle.pop() if self._idle else None
-            if conn is None or conn.closed:
+            if conn is not None and not _healthy(conn):
+                conn.close()
+                conn = None
+            if conn is None:
                 conn = self._connect()
             yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if conn is not None:
                 conn.close()
                 conn = None
+            self._drop_idle()  # a server that went away took every connection with it
             if isinstance(exc, pgerrors.QueryCanceled):
                 raise RecordUnavailable(f"PostgreSQL did not answer in time: {exc}") from exc
             raise RecordUnavailable(f"PostgreSQL at {self._where} is unreachable: {exc}") from exc
@@ -142,16 +147,19 @@ class PostgresStore:
                     conn.close()
             self._slots.release()
 
+    def _drop_idle(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
     def _read(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         with self._conn() as conn:
             return conn.execute(sql, args).fetchall()
 
     def close(self) -> None:
         self._closed = True
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._drop_idle()
 
     # -- writes --------------------------------------------------------------------------------
     def lookup(self, ids: Collection[str]) -> dict[str, Glint]:
@@ -449,6 +457,18 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(number),),
             )
+
+
+def _healthy(conn: psycopg.Connection[Any]) -> bool:
+    """An idle connection is usable unless the server said something since (a restarting server
+    sends its goodbye and closes): one poll, no round trip."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def _by_count(counts: dict[str, int]) -> dict[str, int]:
