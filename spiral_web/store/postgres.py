@@ -11,39 +11,24 @@ Durability: `synchronous_commit` is on for every session: a glint is acknowledge
 is flushed to the WAL, so it survives a crash of Spiral, of PostgreSQL and of the machine. (With
 asynchronous replication, a failover may lose the last commits: restore detection, store/marks.py.)
 
-Under gevent (gunicorn's gevent worker) psycopg 3 waits cooperatively when it is imported after
-the monkey-patching, as services.py does; each greenlet borrows a connection from a small pool.
+Each call borrows a connection from a small pool (store/pgpool.py), greenlets and threads alike.
 """
 
 from __future__ import annotations
 
-import select
-import threading
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg.conninfo import conninfo_to_dict
 
 from ..engine.events import Event
 from ..engine.glints import Glint, GlintDraft
 from ..engine.ports import Epoch, IdTaken, RecordUnavailable, RunDraft
+from .pgpool import Pool
 from .schema import POSTGRES_MIGRATIONS
 
-# libpq settings unless the URL gives its own: fail fast instead of hanging on a dead server.
-CONNECT_DEFAULTS = {
-    "connect_timeout": "3",
-    "keepalives": "1",
-    "keepalives_idle": "5",
-    "keepalives_interval": "2",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "10000",
-    "application_name": "spiral",
-}
-STATEMENT_TIMEOUT_MS = 15_000
 MIGRATION_LOCK = 0x5B1CA1  # advisory lock: hosts starting together migrate one at a time
 
 _APPEND = """
@@ -89,20 +74,8 @@ class PostgresStore:
     """The record in PostgreSQL; safe to share between threads and greenlets."""
 
     def __init__(self, url: str, pool_size: int = 5, wait: float = 10.0) -> None:
-        params = {**CONNECT_DEFAULTS, **conninfo_to_dict(url)}
-        # every session: durable commits, a bound on any statement, custom plans (see
-        # many-hosts.md: a generic plan made the write path four times slower)
-        params["options"] = (
-            f"{params.get('options', '')} -c synchronous_commit=on "
-            f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c plan_cache_mode=force_custom_plan"
-        ).strip()
-        self._params = params
-        self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._idle_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(pool_size)
-        self._wait = wait
-        self._closed = False
+        self._pool = Pool(url, pool_size, wait)
+        self._conn = self._pool.connection
         try:
             with self._conn() as conn:
                 _migrate(conn)
@@ -110,56 +83,12 @@ class PostgresStore:
             self.close()
             raise
 
-    # -- connections ---------------------------------------------------------------------------
-    def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(autocommit=True, prepare_threshold=None, **self._params)
-
-    @contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; a lost or unreachable server raises RecordUnavailable."""
-        if not self._slots.acquire(timeout=self._wait):
-            raise RecordUnavailable("every PostgreSQL connection of this worker is busy")
-        conn = None
-        try:
-            with self._idle_lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is not None and not _healthy(conn):
-                conn.close()
-                conn = None
-            if conn is None:
-                conn = self._connect()
-            yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            if conn is not None:
-                conn.close()
-                conn = None
-            self._drop_idle()  # a server that went away took every connection with it
-            if isinstance(exc, pgerrors.QueryCanceled):
-                raise RecordUnavailable(f"PostgreSQL did not answer in time: {exc}") from exc
-            raise RecordUnavailable(f"PostgreSQL at {self._where} is unreachable: {exc}") from exc
-        finally:
-            if conn is not None:
-                idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-                if idle and not conn.closed and not self._closed:
-                    with self._idle_lock:
-                        self._idle.append(conn)
-                else:
-                    conn.close()
-            self._slots.release()
-
-    def _drop_idle(self) -> None:
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
     def _read(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         with self._conn() as conn:
             return conn.execute(sql, args).fetchall()
 
     def close(self) -> None:
-        self._closed = True
-        self._drop_idle()
+        self._pool.close()
 
     # -- writes --------------------------------------------------------------------------------
     def lookup(self, ids: Collection[str]) -> dict[str, Glint]:
@@ -457,18 +386,6 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(number),),
             )
-
-
-def _healthy(conn: psycopg.Connection[Any]) -> bool:
-    """An idle connection is usable unless the server said something since (a restarting server
-    sends its goodbye and closes): one poll, no round trip."""
-    if conn.closed or conn.broken:
-        return False
-    try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
 
 
 def _by_count(counts: dict[str, int]) -> dict[str, int]:

@@ -8,6 +8,9 @@ that has shipped.
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 SQLITE_MIGRATIONS: list[str] = [
     # 1: the schema of the first release (which had no version): IF NOT EXISTS, so that a file
     # made by it passes through unchanged.
@@ -125,3 +128,35 @@ POSTGRES_MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+
+def migrate_sqlite(conn: sqlite3.Connection, path: Path) -> None:
+    """Run the migrations the file lacks (`PRAGMA user_version` counts those done), all in one
+    transaction: a file is at one version or the next, never in between."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(SQLITE_MIGRATIONS):
+            raise RuntimeError(
+                f"{path} has schema version {version}, newer than this Spiral knows "
+                f"({len(SQLITE_MIGRATIONS)}): upgrade Spiral"
+            )
+        for script in SQLITE_MIGRATIONS[version:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a migration (executescript would commit the open transaction)."""
+    out, part = [], ""
+    for line in script.splitlines(keepends=True):
+        part += line
+        if sqlite3.complete_statement(part):
+            out.append(part)
+            part = ""
+    return [s for s in out if s.strip()]

@@ -19,7 +19,7 @@ import orjson
 from ..engine.events import Event
 from ..engine.glints import Glint, GlintDraft
 from ..engine.ports import Epoch, IdTaken, RunDraft
-from .schema import SQLITE_MIGRATIONS
+from .schema import migrate_sqlite
 
 # The tables that hold replayable events, each keyed by seq.
 _SEQ_TABLES = ("glints", "archive", "ritual_runs")
@@ -60,26 +60,8 @@ class SQLiteStore:
             self._r.close()
 
     def _migrate(self) -> None:
-        """Run the migrations this file lacks (`PRAGMA user_version` counts those done), all in
-        one transaction: a file is at one version or the next, never in between."""
         with self._wlock:
-            w = self._w
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                version = w.execute("PRAGMA user_version").fetchone()[0]
-                if version > len(SQLITE_MIGRATIONS):
-                    raise RuntimeError(
-                        f"{self.path} has schema version {version}, newer than this Spiral knows "
-                        f"({len(SQLITE_MIGRATIONS)}): upgrade Spiral"
-                    )
-                for script in SQLITE_MIGRATIONS[version:]:
-                    for statement in _statements(script):
-                        w.execute(statement)
-                w.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS)}")
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
+            migrate_sqlite(self._w, self.path)
 
     def _init_sequence(self) -> None:
         """Create the counter, or raise it to the largest stored seq (a file from before it
@@ -478,14 +460,3 @@ def _filters(module: str | None, phase: str | None) -> tuple[list[str], list[Any
         where.append("phase = ?")
         args.append(phase)
     return where, args
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of a migration (executescript would commit the open transaction)."""
-    out, part = [], ""
-    for line in script.splitlines(keepends=True):
-        part += line
-        if sqlite3.complete_statement(part):
-            out.append(part)
-            part = ""
-    return [s for s in out if s.strip()]
