@@ -186,8 +186,11 @@ class PostgresStore:
         """When the counter is below `floor` (clients saw seqs this record lacks: it was restored
         from a backup), advance it to `ceiling`, bump the epoch and record the seqs skipped as
         lost, in one transaction; None when the record was current."""
+        if self._read("SELECT value FROM sequence WHERE id = 1")[0][0] >= floor:
+            return None  # the common case, without taking the counter's lock
         with self._conn() as conn, conn.transaction():
-            value = conn.execute("SELECT value FROM sequence WHERE id = 1 FOR UPDATE").fetchone()[0]  # type: ignore[index]
+            row = conn.execute("SELECT value FROM sequence WHERE id = 1 FOR UPDATE").fetchone()
+            value = row[0]  # type: ignore[index]
             if value >= floor:
                 return None
             top = max(floor, ceiling)
