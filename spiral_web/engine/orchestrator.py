@@ -117,7 +117,8 @@ class Orchestrator:
             first, last = fenced.lost[-1]
             log.warning(
                 "the record is behind what clients may have seen (restored from a backup, or "
-                "a crash): seqs %d..%d are skipped; epoch %d begins",
+                "the machine restarted without a clean stop): seqs %d..%d are skipped; "
+                "epoch %d begins",
                 first,
                 last,
                 fenced.number,
