@@ -97,13 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--last-event-id", help="resume the stream after this id")
     p.add_argument("--log-level", default="info")
 
+    from .store import copy as db  # `spiral db copy --to postgresql://…`
+
+    db.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":  # before anything imports ssl: gevent patches it in the worker
         return _serve(args)
     from .client import SpiralError
 
     try:
-        commands = {"emit": _emit, "listen": _listen, "demo": _demo, "agent": _agent}
+        commands = {"emit": _emit, "listen": _listen, "demo": _demo, "agent": _agent, "db": db.main}
         return commands[args.command](args)
     except SpiralError as exc:
         print(f"spiral: refused: {exc}", file=sys.stderr)

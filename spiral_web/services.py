@@ -14,10 +14,11 @@ from .engine.clock import Clock, FakeClock, SystemClock
 from .engine.events import Event
 from .engine.lineage import lineage
 from .engine.orchestrator import BreathTicker, Orchestrator
-from .engine.ports import Cluster, Hub, Record
+from .engine.ports import Cluster, Hub, Record, RecordUnavailable, SeqMark
 from .engine.rituals import RitualEngine
 from .engine.stats import Stats
 from .store import SQLiteStore
+from .store.marks import FileMark
 
 
 @dataclass
@@ -34,18 +35,21 @@ class Spiral:
 
     @classmethod
     def build(cls, config: Config, clock: Clock | None = None) -> Spiral:
-        """Wire the parts the configuration asks for: SQLite, and Redis when `redis_url` is set."""
+        """Wire the parts the configuration asks for: SQLite or PostgreSQL (`database_url`), and
+        Redis when `redis_url` is set."""
         if clock is None:
             clock = FakeClock(SystemClock().now()) if config.fake_clock else SystemClock()
-        record = SQLiteStore(config.db_path, synchronous=config.sqlite_sync)
+        record = open_record(config)
         local = MemoryHub(capacity=config.hub_capacity)
         stats = Stats(*record.counts())
         cluster: Cluster = LocalCluster(Path(config.data_dir) / "shared.json")
+        mark: SeqMark = FileMark(config.data_dir)
         if config.redis_url:
             # only now: redis imports ssl, which gevent must patch first
-            from .bus.redis import RedisCluster, RedisHub
+            from .bus.redis import RedisCluster, RedisHub, RedisMark
 
             cluster = RedisCluster(config.redis_url, prefix=config.redis_prefix)
+            mark = RedisMark(config.redis_url, prefix=config.redis_prefix)
         breath = BreathEngine(config.breath(), clock, backlog=local.backlog, cluster=cluster)
         hub: Hub = local
         if config.redis_url:
@@ -60,7 +64,7 @@ class Spiral:
                 prefix=config.redis_prefix,
             )
         orchestrator = Orchestrator(
-            record, hub, breath, stats, count_on_commit=config.redis_url is None
+            record, hub, breath, stats, count_on_commit=config.redis_url is None, mark=mark
         )
         rituals = RitualEngine(
             config.rituals(),
@@ -91,21 +95,47 @@ class Spiral:
         return lineage(self.store, gid)
 
     def ready(self) -> dict[str, bool]:
-        checks = {"store": self.store.ping()}
+        """Each dependency's check for /readyz: True when it answers."""
+        return {name: problem is None for name, problem in self.problems().items()}
+
+    def problems(self) -> dict[str, str | None]:
+        """Each dependency and why it is not ready (None when it is), for /readyz to say why."""
+        out: dict[str, str | None] = {"store": None}
+        try:
+            self.store.seq_bounds()
+        except RecordUnavailable as exc:
+            out["store"] = str(exc)
+        except Exception as exc:  # e.g. a SQLite file gone unreadable
+            out["store"] = f"the record does not answer: {exc}"
         if self.config.redis_url:
-            checks["redis"] = self.hub.ping() and self.cluster.ping()
-        return checks
+            ok = self.hub.ping() and self.cluster.ping()
+            out["redis"] = None if ok else "Redis does not answer (each worker serves alone)"
+        return out
 
     def shutdown(self) -> None:
-        """Stop the breath and close every subscription (streams end with a `closing` event)."""
+        """Stop the breath and close every subscription (streams end with a `closing` event);
+        the seq mark learns the last seq (a clean stop)."""
         self.ticker.stop()
         self.rituals.close()
         self.hub.close()
         self.cluster.close()
+        self.orchestrator.close()
 
     def close(self) -> None:
         self.shutdown()
         self.store.close()
+
+
+def open_record(config: Config) -> Record:
+    """The record the configuration names: PostgreSQL for a `postgresql://` database URL, else
+    the SQLite file in the data folder."""
+    url = config.database_url  # checked by Config: postgresql:// or postgres://
+    if not url:
+        return SQLiteStore(config.db_path, synchronous=config.sqlite_sync)
+    # only now, in the worker: psycopg picks its way of waiting (gevent's or not) at import
+    from .store.postgres import PostgresStore
+
+    return PostgresStore(url)
 
 
 def _counter(stats: Stats, breath: BreathEngine):

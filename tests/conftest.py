@@ -5,6 +5,7 @@ import pytest
 from spiral_web import create_app
 from spiral_web.engine.clock import FakeClock
 
+from .pg import PostgresCluster
 from .support import ServerProcess
 
 
@@ -40,3 +41,17 @@ def server(tmp_path):
     proc = ServerProcess(tmp_path / "server", env={"SPIRAL_FAKE_CLOCK": "1"}).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One throwaway PostgreSQL for the session (tests/pg.py), stopped at its end."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL (about 30 ms)."""
+    return postgres.create_database()

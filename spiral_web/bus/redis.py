@@ -10,6 +10,10 @@ are computed by every worker alike and never cross Redis.
 
 `RedisCluster` is what the workers share: listener counts, claims, cooldowns, windows and token
 buckets (each one atomic in Redis, with Lua where it reads and writes), and control messages.
+
+`RedisMark` is the joined hub's seq mark (ports.SeqMark): the highest seq any worker published,
+raised before each publish, so that a record restored from a backup (or a database failover that
+lost the last commits) is found out by every worker (store/marks.py explains the mark).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import orjson
 import redis
 
 from ..engine.events import Event, Filters
-from ..engine.ports import ControlHandler
+from ..engine.ports import ControlHandler, RecordUnavailable
 from .memory import MemoryHub, Subscription
 
 log = logging.getLogger(__name__)
@@ -186,19 +190,24 @@ class RedisHub:
             return
         try:
             top = self._top_seq()
-        except Exception as exc:  # the record is away: the next look will do
-            log.debug("could not read the record's top seq: %s", exc)
-            return
-        with self._deliver_lock:
-            behind = top > self._last
-        if behind:
-            self._fill_gap(top + 1)
+            with self._deliver_lock:
+                behind = top > self._last
+            if behind:
+                self._fill_gap(top + 1)
+        except RecordUnavailable as exc:  # the record is away: the next look will do
+            log.debug("could not read the record: %s", exc)
 
     def _receive(self, raw: bytes) -> None:
         head, _, body = raw.partition(b"\n")
         meta = orjson.loads(head)
         event = Event(meta["k"], body, meta["s"], meta["m"], meta["p"])
-        self._fill_gap(event.seq)
+        try:
+            self._fill_gap(event.seq)
+        except RecordUnavailable as exc:
+            # Order first: the event waits, with the gap, for the record to answer again (the
+            # look at its top seq delivers both).
+            log.warning("cannot fill a gap before seq %s from the record: %s", event.seq, exc)
+            return
         self._deliver(event, remote=meta["w"] != self.worker_id)
 
     def _fill_gap(self, upto: int | None) -> None:
@@ -479,6 +488,43 @@ AWAY = (redis.ConnectionError, redis.TimeoutError)  # Redis is away: each worker
 
 def _away(exc: Exception) -> None:
     log.warning("redis is away; this worker decides alone: %s", exc)
+
+
+_RAISE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return false
+"""
+
+
+class RedisMark:
+    """The seq mark of a joined hub: exact (raised before every publish), shared by all workers.
+
+    While Redis is away the mark lags, and a restore in that time is found out only by the worker
+    that published the seqs it lost."""
+
+    def __init__(self, url: str, prefix: str = "spiral:") -> None:
+        self._redis = _client(url)
+        self._key = prefix + "seq_mark"
+        self._raise = self._redis.register_script(_RAISE)
+
+    def bounds(self) -> tuple[int, int]:
+        """(floor, ceiling): both the highest seq any worker published."""
+        try:
+            value = int(self._redis.get(self._key) or 0)
+        except redis.RedisError as exc:
+            log.warning("redis: could not read the seq mark: %s", exc)
+            value = 0
+        return value, value
+
+    def note(self, seq: int) -> None:
+        try:
+            self._raise(keys=[self._key], args=[seq])
+        except redis.RedisError as exc:
+            log.warning("redis: could not raise the seq mark to %s: %s", seq, exc)
+
+    def close(self, top: int) -> None:
+        self._redis.close()
 
 
 def _ttl(seconds: float) -> int:

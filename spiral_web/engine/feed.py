@@ -1,5 +1,11 @@
 """What one listener receives, whatever the transport (SSE, dashboard SSE, WebSocket): the events it
-missed since its resume point, then live events, each replayable event exactly once and in order."""
+missed since its resume point, then live events, each replayable event exactly once and in order.
+
+A resume point the record no longer holds — inside a range lost when the record was restored from
+a backup, or above anything it has — gets a `reset` notice (the listener's view holds events that
+are gone: it should start afresh), never a silent skip. While the record cannot be reached, a
+resuming listener is told (`unavailable`), kept open, and replayed when the record answers.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Protocol
 import orjson
 
 from .events import Event, Filters
+from .ports import Epoch, RecordUnavailable
 
 
 class Dropped(Exception):
@@ -32,6 +39,8 @@ class ReplayStore(Protocol):
         self, seq: int, module: str | None, phase: str | None, limit: int
     ) -> list[Event]: ...
 
+    def epoch(self) -> Epoch: ...
+
 
 def notice(kind: str, **payload: object) -> Event:
     """A named control event without an id (not replayable)."""
@@ -54,26 +63,35 @@ def listener_feed(
     """
     try:
         last = -1
+        held: list[Event] = []  # live events that came while the record was away
         if resume is not None:
-            last = resume
-            for batch, upto in _replay(store, resume, filters, replay_limit):
-                last = upto
-                yield batch
+            last, told, checked = resume, False, False
+            while True:
+                try:
+                    if not checked:
+                        last, reset = _resume_point(store, resume)
+                        checked = True
+                        if reset is not None:
+                            yield [reset]
+                    for batch, upto in _replay(store, last, filters, replay_limit):
+                        last = upto
+                        yield batch
+                    break
+                except RecordUnavailable as exc:
+                    if not told:
+                        told = True
+                        yield [notice("unavailable", last_id=last, message=str(exc))]
+                    try:
+                        held += sub.wait(min(heartbeat, exc.retry_after))
+                    except Exception as drop:
+                        yield _dropped(drop, last)
+                        return
+                    yield None
         while True:
             try:
-                events = sub.wait(heartbeat)
+                events, held = held + sub.wait(0 if held else heartbeat), []
             except Exception as exc:  # the hub's SubscriberDropped
-                reason = getattr(exc, "reason", None)
-                if reason is None:
-                    raise
-                yield [
-                    notice(
-                        "dropped",
-                        reason=reason,
-                        last_id=last,
-                        message="reconnect with Last-Event-ID to resume",
-                    )
-                ]
+                yield _dropped(exc, last)
                 return
             if not events and not sub.closed:
                 yield None
@@ -97,6 +115,43 @@ def listener_feed(
                 return
     finally:
         sub.close()
+
+
+def _dropped(exc: Exception, last: int) -> list[Event]:
+    """The `dropped` notice for a subscription the hub gave up on (re-raises anything else)."""
+    reason = getattr(exc, "reason", None)
+    if reason is None:
+        raise exc
+    return [
+        notice(
+            "dropped", reason=reason, last_id=last, message="reconnect with Last-Event-ID to resume"
+        )
+    ]
+
+
+def _resume_point(store: ReplayStore, resume: int) -> tuple[int, Event | None]:
+    """Where replay starts for a listener that saw up to `resume`, and a `reset` notice when the
+    record no longer holds what it saw."""
+    epoch = store.epoch()
+    newest = store.seq_bounds()[1]
+    lost = epoch.lost_range(resume)
+    if lost is None and resume <= newest:
+        return resume, None
+    if lost is not None:
+        message = (
+            f"the hub's record was restored from a backup and lost events {lost[0]}..{lost[1]}, "
+            "some of which you saw: discard what you hold and start afresh"
+        )
+        start = resume  # nothing after it exists up to the end of the lost range
+    else:
+        message = (
+            f"the hub's record ends at {newest}, before the {resume} you resumed after (restored "
+            "from a backup, or another hub): discard what you hold and start afresh"
+        )
+        start = newest
+    return start, notice(
+        "reset", last_id=resume, resumes_after=start, epoch=epoch.number, message=message
+    )
 
 
 def _replay(

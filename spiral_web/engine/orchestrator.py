@@ -3,6 +3,11 @@
 validate (by the caller, via GlintIn) → stamp with the breath → store (committed) → count → publish.
 Writes are group-committed: concurrent callers queue, one of them commits the whole queue in one
 transaction and publishes it in seq order, then every caller gets its own answer.
+
+Before a seq is published the seq mark (ports.SeqMark) hears of it; at start-up, and about once a
+second before writing, the record is fenced against the mark, so that a record restored from a
+backup never hands out again a seq that clients have seen. A record that cannot be reached fails
+the batch as a whole (RecordUnavailable: nothing stored, nothing published).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import orjson
 from .batch import Decision, plan_batch
 from .breath import BreathEngine, BreathState, Refusal, iso
 from .glints import Glint, GlintDraft, GlintError, GlintIn, new_glint_id
-from .ports import Hub, IdTaken, Record, RunDraft
+from .ports import Epoch, Hub, IdTaken, Record, RunDraft, SeqMark
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,7 @@ class Orchestrator:
     """Takes a glint from any entry point: refuse or stamp it, decide, store, count, publish."""
 
     PLAN_ATTEMPTS = 5  # an id another writer stored meanwhile: look again and decide again
+    FENCE_SECONDS = 1.0  # how often the writer compares the record with the seq mark
 
     def __init__(
         self,
@@ -76,8 +82,10 @@ class Orchestrator:
         breath: BreathEngine,
         stats: Stats,
         count_on_commit: bool = True,
+        mark: SeqMark | None = None,
     ) -> None:
         self.record = record
+        self.mark = mark
         self.hub = hub
         self.breath = breath
         self.stats = stats
@@ -90,6 +98,50 @@ class Orchestrator:
         # In one process the orchestrator counts what it commits; joined through Redis, every
         # worker counts what the hub delivers instead, so each sees the whole hub's figures.
         self.count_on_commit = count_on_commit
+        self._next_fence = 0.0
+        if mark is not None:
+            fenced = self.fence()
+            floor, ceiling = mark.bounds()
+            self._note(max(self.last_published_seq, ceiling if fenced else floor))
+
+    def fence(self) -> Epoch | None:
+        """Compare the record with what clients may have seen (the mark, and this worker's own
+        publishes); a record behind it was restored: it skips past, and a new epoch begins."""
+        self._next_fence = time.monotonic() + self.FENCE_SECONDS
+        if self.mark is None:
+            return None
+        floor, ceiling = self.mark.bounds()
+        floor = max(floor, self.last_published_seq)
+        fenced = self.record.fence(floor, max(ceiling, floor), time.time())
+        if fenced is not None:
+            first, last = fenced.lost[-1]
+            log.warning(
+                "the record is behind what clients may have seen (restored from a backup, or "
+                "the machine restarted without a clean stop): seqs %d..%d are skipped; "
+                "epoch %d begins",
+                first,
+                last,
+                fenced.number,
+            )
+        return fenced
+
+    def _note(self, seq: int) -> None:
+        """Tell the mark before publishing; a mark that cannot be written must not fail glints
+        that are already stored."""
+        if self.mark is not None:
+            try:
+                self.mark.note(seq)
+            except Exception:
+                log.exception("could not write the seq mark (restore detection is behind)")
+
+    def close(self) -> None:
+        """A clean stop: the mark learns the exact last seq."""
+        if self.mark is not None:
+            with self._commit_lock:
+                try:
+                    self.mark.close(self.last_published_seq)
+                except Exception:
+                    log.exception("could not write the seq mark at close")
 
     def observe(
         self,
@@ -161,6 +213,7 @@ class Orchestrator:
         Under the commit lock, like glints, so that events reach the hub in seq order."""
         with self._commit_lock:
             seq, data = self.record.append_run(RunDraft(ritual, status, at_ts, record))
+            self._note(seq)
             self.hub.publish("ritual", data=data, seq=seq)
             self.last_published_seq = seq
         return seq, data
@@ -170,6 +223,8 @@ class Orchestrator:
         while self._queue:
             batch.append(self._queue.popleft())
         try:
+            if time.monotonic() >= self._next_fence:
+                self.fence()
             decisions = self._store([p.draft for p in batch])
         except BaseException as exc:  # the record failed: nobody in the batch is acknowledged
             self.stream_sync = False
@@ -179,6 +234,12 @@ class Orchestrator:
             if not isinstance(exc, Exception):
                 raise
             return
+        top = max(
+            (d.glint.seq for d in decisions if d.glint and not d.duplicate and not d.error),
+            default=0,
+        )
+        if top > self.last_published_seq:
+            self._note(top)
         for p, decision in zip(batch, decisions, strict=True):
             g = decision.glint
             if g is not None and not decision.duplicate and decision.error is None:

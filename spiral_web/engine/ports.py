@@ -37,11 +37,30 @@ class IdTaken(Exception):
 
 
 class RecordUnavailable(Exception):
-    """The record cannot be reached (a database down): nothing was stored; try again later."""
+    """The record cannot be reached (a database down): nothing was stored; try again later.
+
+    What each entry point does with it: ingest answers 503 with `Retry-After: retry_after` (the
+    batch failed as a whole: nothing partial is stored, nothing is published); `/readyz` answers
+    503 naming the record's problem; open streams stay open (heartbeats go on) and catch up from
+    the record when it answers again; a stream that asks to resume while it is away is told so
+    (an `unavailable` notice) and replays once it is back."""
 
     def __init__(self, message: str, retry_after: int = 2) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """How many times the record was found restored from a backup (`number`), and the seq ranges
+    (first, last) it lost then: seqs that clients may have seen and the record no longer has."""
+
+    number: int = 0
+    lost: tuple[tuple[int, int], ...] = ()
+
+    def lost_range(self, seq: int) -> tuple[int, int] | None:
+        """The lost range holding `seq`, if any."""
+        return next(((a, b) for a, b in self.lost if a <= seq <= b), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +93,17 @@ class Record(Protocol):
     def archive_before(self, cutoff_ts: float, now_ts: float) -> dict[str, Any]:
         """Move glints received before `cutoff_ts` to the archive in one transaction; a summary of
         what moved and of what arrived since the previous archival."""
+        ...
+
+    # -- restores ------------------------------------------------------------------------------
+    def epoch(self) -> Epoch:
+        """How often the record was found restored, and the seq ranges it lost then."""
+        ...
+
+    def fence(self, floor: int, ceiling: int, now_ts: float) -> Epoch | None:
+        """When the counter is below `floor` (clients saw seqs the record lacks: it was restored
+        from a backup), advance it to `ceiling`, bump the epoch and record the skipped seqs as
+        lost, in one transaction; None when the record was current."""
         ...
 
     # -- reads ---------------------------------------------------------------------------------
@@ -152,6 +182,25 @@ class Record(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class SeqMark(Protocol):
+    """The highest seqs clients may have seen, kept outside the record (in the data folder, or in
+    Redis for a joined hub), so that a record restored from a backup, which forgot them, is found
+    out before it hands the same seqs out again (`Record.fence`)."""
+
+    def bounds(self) -> tuple[int, int]:
+        """(floor, ceiling): a record whose counter is below `floor` lost seqs that clients may
+        have seen; no seq published so far is above `ceiling`."""
+        ...
+
+    def note(self, seq: int) -> None:
+        """Seqs up to `seq` are committed and about to be published (called before publishing)."""
+        ...
+
+    def close(self, top: int) -> None:
+        """A clean stop: `top` is the last seq this process published."""
+        ...
 
 
 class Subscription(Protocol):

@@ -18,67 +18,8 @@ import orjson
 
 from ..engine.events import Event
 from ..engine.glints import Glint, GlintDraft
-from ..engine.ports import IdTaken, RunDraft
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS glints (
-    seq         INTEGER PRIMARY KEY,
-    id          TEXT NOT NULL UNIQUE,
-    module      TEXT NOT NULL,
-    phase       TEXT NOT NULL,
-    parent_id   TEXT,
-    received_ts REAL NOT NULL,
-    source      TEXT NOT NULL,
-    body        BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS glints_module ON glints(module, seq);
-CREATE INDEX IF NOT EXISTS glints_phase ON glints(phase, seq);
-CREATE INDEX IF NOT EXISTS glints_time ON glints(received_ts);
-CREATE INDEX IF NOT EXISTS glints_parent ON glints(parent_id);
-
--- One counter for every replayable event (glints, ritual runs), so that a Last-Event-ID names
--- exactly one of them. Bumped inside the writing transaction (BEGIN IMMEDIATE), so several
--- processes writing the same file never hand out the same seq, and never skip one.
-CREATE TABLE IF NOT EXISTS sequence (
-    id    INTEGER PRIMARY KEY CHECK (id = 1),
-    value INTEGER NOT NULL
-);
-
--- Glints moved out of the hot store by archival; same columns, same seq, never deleted.
-CREATE TABLE IF NOT EXISTS archive (
-    seq         INTEGER PRIMARY KEY,
-    id          TEXT NOT NULL UNIQUE,
-    module      TEXT NOT NULL,
-    phase       TEXT NOT NULL,
-    parent_id   TEXT,
-    received_ts REAL NOT NULL,
-    source      TEXT NOT NULL,
-    body        BLOB NOT NULL,
-    archived_ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS archive_module ON archive(module, seq);
-CREATE INDEX IF NOT EXISTS archive_phase ON archive(phase, seq);
-CREATE INDEX IF NOT EXISTS archive_time ON archive(received_ts);
-CREATE INDEX IF NOT EXISTS archive_parent ON archive(parent_id);
-
--- One row per archival: when, up to which receipt time, how many moved, and its summary.
-CREATE TABLE IF NOT EXISTS archivals (
-    at_ts     REAL NOT NULL,
-    cutoff_ts REAL NOT NULL,
-    moved     INTEGER NOT NULL,
-    summary   BLOB NOT NULL
-);
-
--- Every ritual run (ok, error, deferred, skipped), in the same seq space as glints.
-CREATE TABLE IF NOT EXISTS ritual_runs (
-    seq    INTEGER PRIMARY KEY,
-    ritual TEXT NOT NULL,
-    status TEXT NOT NULL,
-    at_ts  REAL NOT NULL,
-    body   BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ritual_runs_ritual ON ritual_runs(ritual, seq);
-"""
+from ..engine.ports import Epoch, IdTaken, RunDraft
+from .schema import migrate_sqlite
 
 # The tables that hold replayable events, each keyed by seq.
 _SEQ_TABLES = ("glints", "archive", "ritual_runs")
@@ -98,8 +39,12 @@ class SQLiteStore:
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._w = self._connect()
-        self._w.executescript(SCHEMA)
-        self._init_sequence()
+        try:
+            self._migrate()
+            self._init_sequence()
+        except BaseException:
+            self._w.close()
+            raise
         self._r = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -113,6 +58,10 @@ class SQLiteStore:
         with self._wlock, self._rlock:
             self._w.close()
             self._r.close()
+
+    def _migrate(self) -> None:
+        with self._wlock:
+            migrate_sqlite(self._w, self.path)
 
     def _init_sequence(self) -> None:
         """Create the counter, or raise it to the largest stored seq (a file from before it
@@ -273,6 +222,37 @@ class SQLiteStore:
                 w.execute("ROLLBACK")
                 raise
         return summary
+
+    # -- restores ------------------------------------------------------------------------------
+    def epoch(self) -> Epoch:
+        """How often the record was found restored, and the seq ranges it lost then."""
+        number = self._read("SELECT value FROM meta WHERE key = 'epoch'")
+        lost = self._read("SELECT first, last FROM lost ORDER BY first")
+        return Epoch(int(number[0][0]) if number else 0, tuple((a, b) for a, b in lost))
+
+    def fence(self, floor: int, ceiling: int, now_ts: float) -> Epoch | None:
+        """When the counter is below `floor` (clients saw seqs this file lacks: it was restored
+        from a backup), advance it to `ceiling`, bump the epoch and record the skipped seqs as
+        lost, in one transaction; None when the record was current."""
+        if self._read("SELECT value FROM sequence WHERE id = 1")[0][0] >= floor:
+            return None  # the common case, without a write transaction
+        with self._wlock:
+            w = self._w
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                value = self._seq(w)
+                if value >= floor:
+                    w.execute("COMMIT")
+                    return None
+                top = max(floor, ceiling)
+                w.execute("UPDATE sequence SET value = ? WHERE id = 1", (top,))
+                w.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'")
+                w.execute("INSERT INTO lost VALUES (?, ?, ?)", (value + 1, top, now_ts))
+                w.execute("COMMIT")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+        return self.epoch()
 
     # -- reads ---------------------------------------------------------------------------------
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

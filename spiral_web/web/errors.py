@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..engine.glints import GlintError
 from ..engine.orchestrator import Refused
+from ..engine.ports import RecordUnavailable
 from .common import json_response, source, spiral
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,12 @@ def init_app(app: Flask) -> None:
         if status == 413:
             message = f"the body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         return error(status, _CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+
+    @app.errorhandler(RecordUnavailable)
+    def _record_unavailable(exc: RecordUnavailable) -> Response:  # nothing stored: retry later
+        response = error(503, "record_unavailable", f"{exc}; nothing was stored, retry later")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(OverflowError)
     def _overflow(exc: OverflowError) -> Response:

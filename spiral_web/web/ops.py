@@ -34,11 +34,13 @@ def healthz():
 @bp.get("/readyz")
 @access("public")
 def readyz():
-    checks = spiral().ready()
+    problems = spiral().problems()
+    checks = {name: problem is None for name, problem in problems.items()}
     ok = all(checks.values())
-    return json_response(
-        {"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503
-    )
+    body: dict[str, object] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if not ok:  # say why: the record down, Redis away…
+        body["why"] = {name: problem for name, problem in problems.items() if problem}
+    return json_response(body, 200 if ok else 503)
 
 
 @bp.record_once
