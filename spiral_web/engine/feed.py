@@ -15,21 +15,7 @@ from typing import Protocol
 import orjson
 
 from .events import Event, Filters
-from .ports import Epoch, RecordUnavailable
-
-
-class Dropped(Exception):
-    """Raised by a subscription that fell too far behind; `reason` says how far."""
-
-    reason: str
-
-
-class Subscription(Protocol):
-    closed: bool
-
-    def wait(self, timeout: float) -> list[Event]: ...
-
-    def close(self) -> None: ...
+from .ports import Epoch, RecordUnavailable, Subscription
 
 
 class ReplayStore(Protocol):

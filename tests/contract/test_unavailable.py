@@ -13,8 +13,8 @@ from spiral_web import create_app
 from spiral_web.engine.ports import RecordUnavailable
 from spiral_web.store.postgres import PostgresStore
 
-from ..sse import SSEReader, seqs
 from ..pg import PostgresCluster
+from ..sse import SSEReader, seqs
 
 
 @pytest.fixture
