@@ -9,6 +9,8 @@ from datetime import datetime
 import requests
 
 from spiral_web.client import Listener, emit_glint
+from spiral_web.engine.glints import GlintDraft, validate_glint
+from spiral_web.store import SQLiteStore
 
 from ..support import ServerProcess
 
@@ -234,3 +236,34 @@ def test_cooldowns_and_windows_are_the_hubs_not_a_processs(tmp_path, redis_serve
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_glint_whose_writer_died_before_publishing_still_reaches_every_listener(
+    tmp_path, hub_pair
+):
+    """A worker killed between its commit and its publish leaves a stored glint no message
+    announces; the others find it by looking at the record's top (about once a second), not only
+    when the next glint arrives."""
+    a, b = hub_pair
+    on_a, on_b = StreamCollector(a.url), StreamCollector(b.url)
+    try:
+        first = emit_glint("died.before", None, {"n": 0}, url=a.url)["seq"]
+        assert on_a.wait_for(1) == on_b.wait_for(1) == [first]
+        record = SQLiteStore(a.data_dir / "spiral.sqlite3")  # the dying worker's commit
+        try:
+            draft = GlintDraft.stamp(
+                "orphan-1",
+                validate_glint({"module": "died.before", "context": {"n": 1}}),
+                "inhale",
+                "2026-12-01T00:00:00.000Z",
+                time.time(),
+                {"phase": "inhale", "climate": "clear", "usage": 0.0},
+                "ghost",
+            )
+            orphan = record.append([draft])
+        finally:
+            record.close()
+        assert on_a.wait_for(2) == on_b.wait_for(2) == [first, orphan]
+    finally:
+        on_a.close()
+        on_b.close()
