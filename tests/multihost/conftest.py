@@ -15,19 +15,33 @@ from ..support import ServerProcess
 
 
 @pytest.fixture
-def hosts(tmp_path, postgres_url):
+def start_hosts(tmp_path, postgres_url):
+    """Start two hosts with extra environment (a ritual file, say); stopped afterwards."""
     redis_server = RedisProcess(tmp_path / "redis").start()
-    env = {"SPIRAL_DATABASE_URL": postgres_url, "SPIRAL_REDIS_URL": redis_server.url}
-    started = []
-    try:
+    started: list[ServerProcess] = []
+
+    def start(extra: dict[str, str] | None = None) -> list[ServerProcess]:
+        env = {
+            "SPIRAL_DATABASE_URL": postgres_url,
+            "SPIRAL_REDIS_URL": redis_server.url,
+            **(extra or {}),
+        }
         for name in ("a", "b"):
             host = ServerProcess(tmp_path / name, env=env, log_path=tmp_path / f"{name}.log")
             started.append(host.start())
-        yield started
+        return started
+
+    try:
+        yield start
     finally:
         for host in started:
             host.stop()
         redis_server.stop()
+
+
+@pytest.fixture
+def hosts(start_hosts):
+    return start_hosts()
 
 
 class Collector:

@@ -10,6 +10,7 @@ import requests
 
 from spiral_web.client import emit_glint
 
+from ..support import post_glint
 from .conftest import Collector
 
 
@@ -124,3 +125,16 @@ def test_listeners_and_statistics_are_the_whole_hubs(hosts):
     finally:
         for s in streams:
             s.close()
+
+
+def test_a_cooldown_ritual_fires_once_across_hosts(tmp_path, start_hosts):
+    config = tmp_path / "rituals.toml"
+    config.write_text(
+        '[rituals.bell]\nrule = \'module == "bell.tower"\'\naction = "emit"\n'
+        'module = "ritual.bell"\nessential = true\ncooldown = 600\n'
+    )
+    a, b = start_hosts({"SPIRAL_CONFIG": str(config)})
+    for i in range(6):
+        assert post_glint((a, b)[i % 2].url, "bell.tower", context={"i": i}).status_code == 201
+    history = requests.get(b.url + "/api/rituals/history", params={"ritual": "bell"}, timeout=10)
+    assert sorted(r["status"] for r in history.json()["runs"]) == ["ok", "skipped_cooldown"]
