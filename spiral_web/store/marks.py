@@ -16,7 +16,8 @@ and records the range, and listeners resuming inside it get a `reset` notice (en
 a machine crash without a clean stop, seqs therefore jump by less than a block: nobody holds one of
 the skipped seqs unless the record lost it, and then that listener is told to reset.
 
-One process writes a folder's mark; the workers of a joined hub keep theirs in Redis (bus/redis/mark.py).
+One process writes a folder's mark; the workers of a joined hub keep theirs in Redis
+(bus/redis/mark.py).
 """
 
 from __future__ import annotations
