@@ -28,6 +28,8 @@ from typing import Any
 
 import cel
 
+from .glints import Glint
+
 VARIABLES = (
     "module",
     "phase",
@@ -101,6 +103,18 @@ def activation(
         "usage": float(breath.get("usage", 0.0)),
         "breath_phase": breath.get("phase", ""),
         "event": event,
+    }
+
+
+def glint_fields(glint: Glint) -> dict[str, Any]:
+    """A stored glint's part of a rule's activation."""
+    return {
+        "module": glint.module,
+        "phase": glint.phase,
+        "context": glint.context,
+        "id": glint.id,
+        "parent_id": glint.parent_id,
+        "source": glint.source,
     }
 
 

@@ -29,14 +29,14 @@ from ..breath import BreathEngine, BreathState, iso
 from ..clock import Clock
 from ..glints import Glint, GlintIn
 from ..ports import Cluster, Record
-from ..rules import Rule, activation, prepare
+from ..rules import Rule, activation, glint_fields, prepare
 from .actions import ACTIONS, ActionError, Capabilities, Outcome, RunContext
+from .dryrun import dry_run
 from .specs import RitualSpec
 from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-DRY_RUN_SLICE = 25  # glints a dry run examines before it lets other requests run
 CLAIM_SECONDS = 3600.0  # how long a breath change's claim is kept (a change is not seen again)
 
 
@@ -127,7 +127,7 @@ class RitualEngine:
         if self._depth():
             return
         self._evaluate(
-            "glint", prepare(activation(_fields(glint), glint.breath, "glint")), glint, state
+            "glint", prepare(activation(glint_fields(glint), glint.breath, "glint")), glint, state
         )
 
     def on_breath(self, state: BreathState) -> None:
@@ -380,34 +380,10 @@ class RitualEngine:
         return self._run(spec, "invoke", trigger, self.breath.state(), invoked=True)
 
     def dry_run(self, name: str, glints: list[Glint], rule: Rule | None = None) -> dict[str, Any]:
-        """Which of `glints` the ritual's rule (or `rule`) matches, as each was received: the
-        glint and the breath it was stamped with. No gate, no action, nothing recorded.
-
-        Each evaluation is bounded (engine/rules.py); between glints the worker is handed to the
-        other requests (a sleep of 0 is a yield under gevent), so a long dry run stalls nobody."""
+        """Which of `glints` the ritual's rule (or `rule`) matches (see dryrun.py); KeyError for
+        an unknown name."""
         spec = self.specs[name]
-        rule = rule or spec.rule
-        matched = []
-        for i, g in enumerate(glints):
-            if i % DRY_RUN_SLICE == DRY_RUN_SLICE - 1:
-                time.sleep(0)
-            if rule.matches(activation(_fields(g), g.breath, "glint")):
-                matched.append(
-                    {
-                        "id": g.id,
-                        "seq": g.seq,
-                        "module": g.module,
-                        "phase": g.phase,
-                        "received_at": g.received_at,
-                    }
-                )
-        return {
-            "ritual": name,
-            "rule": rule.source,
-            "examined": len(glints),
-            "matched_count": len(matched),
-            "matched": matched,
-        }
+        return dry_run(name, rule or spec.rule, glints)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every ritual's definition and state, in evaluation order."""
@@ -476,15 +452,3 @@ class RitualEngine:
 def _key(spec: RitualSpec) -> str:
     """The cluster key of a ritual's cooldown and window."""
     return f"ritual:{spec.name}"
-
-
-def _fields(glint: Glint) -> dict[str, Any]:
-    """The glint's part of a rule's activation."""
-    return {
-        "module": glint.module,
-        "phase": glint.phase,
-        "context": glint.context,
-        "id": glint.id,
-        "parent_id": glint.parent_id,
-        "source": glint.source,
-    }
