@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..engine.glints import GlintError
 from ..engine.orchestrator import Refused
-from .common import json_response, source, spiral
+from .common import count_rejection, json_response, source
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def error(status: int, code: str, message: str) -> Response:
 def _count_rejection(status: int) -> None:
     """Rejected writes, refused credentials and input refused for now (429, so a source that
     ignores Retry-After stays suspicious) feed the climate: many from one source make it
-    suspicious."""
+    suspicious. Not what a page of another site made a browser send (common.count_rejection)."""
     write = request.method == "POST" and 400 <= status < 500 and status != 404
     if write or status in (401, 403, 429):
-        spiral().breath.record_rejection(source())
+        count_rejection(source())

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import g, request, session
 
 from ..access import declared
+from ..common import cross_origin
 from ..errors import ApiError, Forbidden, Unauthorized
 from .tokens import Principal, tokens
 
@@ -49,18 +48,6 @@ def authenticate() -> None:
         elif stream == "websocket" and cross_origin():
             who = None  # a page of another origin must not ride on the dashboard's cookie
         g.spiral_principal = who
-
-
-def cross_origin() -> bool:
-    """True for a request a browser sent from a page of another origin. Fetch metadata first
-    (every current browser sends it, and it is right behind a proxy); else the Origin header."""
-    site = request.headers.get("Sec-Fetch-Site")
-    if site:
-        return site not in ("same-origin", "none")
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not a browser, or a same-origin GET
-    return origin == "null" or urlsplit(origin).netloc != request.host
 
 
 def refusal(role: str) -> ApiError | None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from ..access import access
-from ..common import address, spiral
+from ..common import address, count_rejection
 from ..errors import ApiError, Unauthorized
 from .csrf import renew_csrf_token
 from .identity import signed_in
@@ -32,7 +32,7 @@ def sign_in_post():
             raise Unauthorized("enter a token")
         who = tokens().identify(given, "session")
     except ApiError as exc:
-        spiral().breath.record_rejection(address())
+        count_rejection(address())
         return sign_in_page(exc.message, 401 if exc.status == 401 else 403)
     session.clear()  # a new session: nothing from before signing in carries over (fixation)
     session.permanent = True
