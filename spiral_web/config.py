@@ -209,8 +209,14 @@ class Config(BaseModel):
         return float(rate), float(self.source_burst or max(1.0, 2 * rate))
 
     def exposure_problem(self) -> str | None:
-        """Why this server must not run (publishing wide open beyond loopback), or None."""
+        """Why this server must not run (publishing wide open beyond loopback, or its test-only
+        clock reachable from the network), or None."""
         public = self.public_addresses()
+        if public and self.fake_clock:
+            return (
+                f"refusing to listen on {', '.join(public)} with SPIRAL_FAKE_CLOCK on: it lets "
+                "callers move the hub's clock (a test-only switch). Turn it off, or bind 127.0.0.1."
+            )
         if not public or self.publish_tokens or self.open:
             return None
         return (
