@@ -103,6 +103,19 @@ class RateLimited(ApiError):
         )
 
 
+class TooManyFailures(ApiError):
+    """429: too many failed attempts to authenticate from one address (web/auth/throttle.py)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            429,
+            "too_many_failures",
+            "too many failed attempts to authenticate from this address; no token is checked "
+            f"from it for now: try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+
 class Unavailable(ApiError):
     """503: the server cannot take this now (too many listeners; a store that failed)."""
 

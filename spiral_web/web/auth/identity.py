@@ -7,6 +7,7 @@ from flask import g, request, session
 from ..access import declared
 from ..common import cross_origin
 from ..errors import ApiError, Forbidden, Unauthorized
+from .throttle import throttle
 from .tokens import Principal, tokens
 
 _VERBS = {"read": "read the stream", "publish": "publish glints", "admin": "act as admin"}
@@ -37,7 +38,7 @@ def authenticate() -> None:
         given, via = request.args["token"], "query"
     if given is not None:
         try:
-            g.spiral_principal = table.identify(given, via)
+            g.spiral_principal = check_token(given, via)
         except ApiError as exc:
             g.spiral_auth_problem = exc
         return
@@ -48,6 +49,22 @@ def authenticate() -> None:
         elif stream == "websocket" and cross_origin():
             who = None  # a page of another origin must not ride on the dashboard's cookie
         g.spiral_principal = who
+
+
+def check_token(given: str, via: str) -> Principal:
+    """The principal `given` stands for; raises Forbidden for a wrong or revoked secret, and
+    TooManyFailures (429) while this address is throttled for guessing (throttle.py)."""
+    table = tokens()
+    if not table.guarded:
+        return table.identify(given, via)  # nothing needs a token: nothing to guess
+    guesses = throttle()
+    problem = guesses.refusal()
+    if problem is not None:
+        raise problem
+    try:
+        return table.identify(given, via)
+    except ApiError as exc:
+        raise (guesses.failed(given) or exc) from None
 
 
 def refusal(role: str) -> ApiError | None:
@@ -97,7 +114,7 @@ def admin_refusal(given: str | None = None) -> ApiError | None:
     if not table.admin_configured:
         return refusal("admin")
     try:
-        who = table.identify(given, "form")
+        who = check_token(given, "form")
     except ApiError as exc:
         if exc.error == "forbidden":
             return Forbidden("the admin token is not valid")

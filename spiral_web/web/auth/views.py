@@ -11,7 +11,7 @@ from ..access import access
 from ..common import address, count_rejection
 from ..errors import ApiError, Unauthorized
 from .csrf import renew_csrf_token
-from .identity import signed_in
+from .identity import check_token, signed_in
 from .tokens import tokens
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -30,10 +30,15 @@ def sign_in_post():
     try:
         if not given:
             raise Unauthorized("enter a token")
-        who = tokens().identify(given, "session")
+        who = check_token(given, "session")
     except ApiError as exc:
         count_rejection(address())
-        return sign_in_page(exc.message, 401 if exc.status == 401 else 403)
+        html, status, headers = sign_in_page(
+            exc.message, exc.status if exc.status in (401, 429) else 403
+        )
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return html, status, headers
     session.clear()  # a new session: nothing from before signing in carries over (fixation)
     session.permanent = True
     session["who"] = {"name": who.name, "role": who.role, "fp": tokens().fingerprint(who.name)}
