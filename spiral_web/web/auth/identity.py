@@ -7,6 +7,7 @@ from flask import g, request, session
 from ..access import declared
 from ..common import cross_origin
 from ..errors import ApiError, Forbidden, Unauthorized
+from . import sessions
 from .throttle import throttle
 from .tokens import Principal, tokens
 
@@ -44,8 +45,11 @@ def authenticate() -> None:
         return
     if "who" in session:
         who = table.from_session(session["who"])
-        if who is None:  # the token was removed, changed or revoked: the session ends here
-            session.pop("who", None)
+        if who is None or sessions.ended(session):
+            # signed out, past its lifetime, or its token was removed, changed or revoked
+            who = None
+            for key in ("who", "sid", "at"):
+                session.pop(key, None)
         elif stream == "websocket" and cross_origin():
             who = None  # a page of another origin must not ride on the dashboard's cookie
         g.spiral_principal = who

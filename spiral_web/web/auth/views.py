@@ -10,6 +10,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 from ..access import access
 from ..common import address, count_rejection
 from ..errors import ApiError, Unauthorized
+from . import sessions
 from .csrf import renew_csrf_token
 from .identity import check_token, signed_in
 from .tokens import tokens
@@ -42,6 +43,7 @@ def sign_in_post():
     session.clear()  # a new session: nothing from before signing in carries over (fixation)
     session.permanent = True
     session["who"] = {"name": who.name, "role": who.role, "fp": tokens().fingerprint(who.name)}
+    sessions.begin(session)
     renew_csrf_token()
     return redirect(_safe_next(request.form.get("next")), 303)
 
@@ -49,6 +51,7 @@ def sign_in_post():
 @bp.post("/sign-out")
 @access("public", page=True)
 def sign_out():
+    sessions.end(session)  # a copy of the cookie stops working too, on every worker
     session.clear()
     return redirect(_safe_next(request.form.get("next")), 303)
 
