@@ -13,6 +13,7 @@ import requests
 from tests.support import ServerProcess
 
 from .conftest import ADMIN, PUBLISH, READ, bearer
+from .figures import record
 
 DRY_RUN = "/api/rituals/archival/dry-run"
 # The rule from the report: exists() inside exists() over list literals, about 400 characters;
@@ -93,6 +94,14 @@ def test_the_hub_answers_while_the_heaviest_dry_runs_go_on(tmp_path):
             health.append(requests.get(server.url + "/healthz", timeout=10).status_code)
         for run in runs:
             run.join()
+        record(
+            "dry_run_load",
+            dry_runs=4,
+            glints_each=1000,
+            rule_chars=len(HEAVY),
+            healthz_answered_meanwhile=health.count(200),
+            healthz_asked=len(health),
+        )
         assert answers == [200] * 4
         assert health and set(health) == {200}
         refused = http.post(server.url + DRY_RUN, json={"rule": PATHOLOGICAL}, timeout=10)

@@ -12,6 +12,7 @@ import pytest
 from spiral_web.web.auth.throttle import GUESS_BURST
 
 from .conftest import ADMIN, PUBLISH, READ, bearer, csrf_of
+from .figures import record
 
 GUESSER = "192.0.2.66"
 HONEST = "192.0.2.77"
@@ -42,6 +43,12 @@ def test_600_wrong_guesses_meet_429s_and_others_are_unaffected(guarded, way):
             else:
                 assert "too many failed attempts" in resp.text
         resp.close()
+    record(
+        f"token_guessing_{way}",
+        guesses=600,
+        checked=600 - statuses.count(429),
+        refused_429=statuses.count(429),
+    )
     assert statuses.count(429) >= 600 - GUESS_BURST - 5
     assert statuses.count(403) <= GUESS_BURST + 5  # at most the burst (and a trickle) was tried
     # while throttled, the right token from the guessing address does not get in either
