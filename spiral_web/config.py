@@ -114,6 +114,13 @@ class Config(BaseModel):
     source_rate: float | None = Field(None, ge=0)  # glints/s per source; None: see rate()
     source_burst: int | None = Field(None, ge=1)  # bucket size; None: twice the rate
     max_subscribers: int = Field(15_000, ge=0)  # SSE + WebSocket per process; more get 503
+    # Streams one client (a token's name, or an anonymous client's address) may hold in one
+    # process; None: half of max_subscribers.
+    max_subscribers_per_client: int | None = Field(None, ge=1)
+    body_timeout: Seconds = 10.0  # a request body must arrive whole within this (else 408)
+    # Host names requests may name (DNS rebinding, web/gate.py): "name", ".name" or "*.name"
+    # (the name and its subdomains), "*" (any). Loopback names and addresses always pass.
+    allowed_hosts: list[str] = Field(default_factory=list)
     send_timeout: Seconds = 10.0  # an SSE write making no progress this long drops the stream
     extra: dict[str, Any] = Field(default_factory=dict)  # TOML tables later features read
 
@@ -140,6 +147,18 @@ class Config(BaseModel):
         except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
             raise ValueError(f"unknown time zone {value!r} (e.g. 'Europe/Berlin')") from None
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name = entry[2:] if entry.startswith("*.") else entry.removeprefix(".")
+            if entry != "*" and not (_HOST_NAME.fullmatch(name) or _is_bracketed_v6(entry)):
+                raise ValueError(
+                    f"{entry!r} is not a host name: give names without scheme or port, "
+                    "e.g. spiral.example.org, .example.org (and its subdomains), or * (any)"
+                )
+        return [entry.lower().rstrip(".") for entry in value]
 
     @field_validator("database_url")
     @classmethod
@@ -209,8 +228,14 @@ class Config(BaseModel):
         return float(rate), float(self.source_burst or max(1.0, 2 * rate))
 
     def exposure_problem(self) -> str | None:
-        """Why this server must not run (publishing wide open beyond loopback), or None."""
+        """Why this server must not run (publishing wide open beyond loopback, or its test-only
+        clock reachable from the network), or None."""
         public = self.public_addresses()
+        if public and self.fake_clock:
+            return (
+                f"refusing to listen on {', '.join(public)} with SPIRAL_FAKE_CLOCK on: it lets "
+                "callers move the hub's clock (a test-only switch). Turn it off, or bind 127.0.0.1."
+            )
         if not public or self.publish_tokens or self.open:
             return None
         return (
@@ -362,7 +387,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
                 raise ConfigError(f"{var} must be name:secret pairs separated by commas")
             pairs = (item.partition(":") for item in items)
             values[name] = {key.strip(): secret.strip() for key, _, secret in pairs}
-        elif name == "revoked_tokens":  # "name,name2"
+        elif name in ("revoked_tokens", "allowed_hosts"):  # "name,name2"
             values[name] = items
         else:
             values[name] = raw
@@ -393,6 +418,21 @@ def _short(value: Any) -> str:
 def _suggestion(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?"
+)
+
+
+def _is_bracketed_v6(entry: str) -> bool:
+    if not (entry.startswith("[") and entry.endswith("]")):
+        return False
+    try:
+        ipaddress.IPv6Address(entry[1:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:

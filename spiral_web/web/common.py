@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from flask import Response, current_app, g, request
@@ -39,3 +40,23 @@ def json_response(
 ) -> Response:
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+def cross_origin() -> bool:
+    """True for a request a browser sent from a page of another origin. Fetch metadata first
+    (every current browser sends it, and it is right behind a proxy); else the Origin header."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a browser, or a same-origin GET
+    return origin == "null" or urlsplit(origin).netloc != request.host
+
+
+def count_rejection(who: str) -> None:
+    """Count a refused request against `who` for the climate, unless a page of another origin
+    made a browser send it: any web page can, from the very address local publishers share, so
+    counting it would let any site get them blocked."""
+    if not cross_origin():
+        spiral().breath.record_rejection(who)

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from ..engine.glints import GlintError
 from ..engine.orchestrator import Refused
 from ..engine.ports import RecordUnavailable
-from .common import json_response, source, spiral
+from .common import count_rejection, json_response, source
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,19 @@ class RateLimited(ApiError):
         )
 
 
+class TooManyFailures(ApiError):
+    """429: too many failed attempts to authenticate from one address (web/auth/throttle.py)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            429,
+            "too_many_failures",
+            "too many failed attempts to authenticate from this address; no token is checked "
+            f"from it for now: try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+
 class Unavailable(ApiError):
     """503: the server cannot take this now (too many listeners; a store that failed)."""
 
@@ -183,7 +196,7 @@ def error(status: int, code: str, message: str) -> Response:
 def _count_rejection(status: int) -> None:
     """Rejected writes, refused credentials and input refused for now (429, so a source that
     ignores Retry-After stays suspicious) feed the climate: many from one source make it
-    suspicious."""
+    suspicious. Not what a page of another site made a browser send (common.count_rejection)."""
     write = request.method == "POST" and 400 <= status < 500 and status != 404
     if write or status in (401, 403, 429):
-        spiral().breath.record_rejection(source())
+        count_rejection(source())

@@ -268,16 +268,19 @@ def build_openapi(version: str) -> dict[str, Any]:
             },
             "/api/rituals/{name}/dry-run": {
                 "post": {
-                    "summary": "Which recent glints the ritual's rule (or a given one) matches",
+                    "summary": (
+                        "Which recent glints the ritual's rule (or a given one) matches (admin)"
+                    ),
                     "operationId": "dryRunRitual",
                     "parameters": [ritual],
+                    "security": [{"adminToken": []}],
                     "requestBody": {
                         "required": False,
                         "content": {"application/json": {"schema": _ref(s.DryRunIn)}},
                     },
                     "responses": {
                         "200": _json(s.DryRunOut, "The matches; nothing was run or recorded"),
-                        **_errors(400, 404, 415, 422),
+                        **_errors(400, 401, 403, 404, 415, 422),
                     },
                 }
             },

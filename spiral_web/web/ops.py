@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import orjson
 from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -102,18 +103,40 @@ class SpiralCollector:
 
 
 @bp.post("/_test/clock")
-@access("public")
+@access("admin")
 def move_clock():
-    """Test-only: move the fake clock. Exists only when the server runs with fake_clock on."""
+    """Test-only: move the fake clock. Exists only when the server runs with fake_clock on, which
+    only a server on loopback may (Config.exposure_problem); with tokens, only the admin."""
     hub = spiral()
     if not hub.config.fake_clock or not isinstance(hub.clock, FakeClock):
         abort(404)
-    body = request.get_json(silent=True) or {}
-    if "advance" in body:
-        hub.clock.advance(float(body["advance"]))
-    elif "set" in body:
-        hub.clock.set(float(body["set"]))
+    how, seconds = _clock_move(request.get_data(cache=False))
+    if how == "advance":
+        hub.clock.advance(seconds)
     else:
-        raise BadRequest("bad_request", 'send {"advance": seconds} or {"set": epoch seconds}')
+        hub.clock.set(seconds)
     state = hub.orchestrator.publish_breath()
     return json_response(state.to_dict())
+
+
+MAX_CLOCK = 2.0**34  # seconds: beyond the year 2500, and far within what a float holds exactly
+
+
+def _clock_move(raw: bytes) -> tuple[str, float]:
+    """`{"advance": seconds}` or `{"set": epoch seconds}`, one of them, a finite number."""
+    problem = BadRequest("bad_request", 'send {"advance": seconds} or {"set": epoch seconds}')
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise problem from None
+    if not isinstance(body, dict) or len(body) != 1 or not body.keys() <= {"advance", "set"}:
+        raise problem
+    how, value = next(iter(body.items()))
+    low = -MAX_CLOCK if how == "advance" else 0.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not low <= value <= MAX_CLOCK
+    ):
+        raise problem
+    return how, float(value)

@@ -1,5 +1,5 @@
-"""The ritual API under /api/: definitions and state, run history, invoke (admin), dry-run, and
-the archive."""
+"""The ritual API under /api/: definitions and state, run history, invoke and dry-run (admin),
+and the archive."""
 
 from __future__ import annotations
 
@@ -77,8 +77,10 @@ def invoke(name: str):
 
 
 @bp.post("/rituals/<name>/dry-run")
-@access("read")
+@access("admin")
 def dry_run(name: str):
+    """Try the ritual's rule, or one given, on the latest glints. An admin tool: a rule has a
+    bounded cost (engine/rules.py), but a dry run still evaluates it up to 1,000 times."""
     hub = spiral()
     _known(name)
     given = _body(DryRunIn)

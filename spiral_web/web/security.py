@@ -1,25 +1,25 @@
 """Response headers (Content-Security-Policy and friends) and the limits with clear answers:
-a token bucket per source (429 with Retry-After) for views declared `rate_limited`, and a cap on
-subscribers per process (503 with Retry-After) for views declared a `stream` (web/access.py).
+a token bucket per source, shared by the hub's workers (429 with Retry-After) for views declared
+`rate_limited`, and a cap on subscribers per process and a share of it per client (503 with
+Retry-After) for views declared a `stream` (web/access.py).
 Body size (413), content type (415), schema (422), WebSocket frame size and context depth and keys
 are bounded where they are read (app config, web/access.py, engine/glints.py, ws.py).
 """
 
 from __future__ import annotations
 
-import math
 import random
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
+from dataclasses import dataclass
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 
+from ..bus.cluster import retry_seconds
 from ..config import Config
 from .access import declared
-from .common import source, spiral
+from .common import address, source, spiral
 from .errors import RateLimited, Unavailable
+from .gate import Gate
 
 # Scripts only from this site: no inline script, no eval (htmx 4 would need 'unsafe-eval' only for
 # hx-on:* attributes and trigger filters, which the templates do not use). Styles: the stylesheet
@@ -55,9 +55,16 @@ HEADERS = {
 
 
 def init_app(app: Flask, config: Config) -> None:
+    """The gate before Flask (Host names, bodies within a deadline: web/gate.py), the limits
+    before each view, the headers after it."""
+    app.wsgi_app = Gate(app.wsgi_app, config)  # type: ignore[method-assign]
     rate, burst = config.rate()
     app.extensions["spiral.limiter"] = SourceLimiter(rate, burst) if rate else None
+    per_client = config.max_subscribers_per_client or max(1, config.max_subscribers // 2)
+    app.extensions["spiral.stream_shares"] = StreamShares(per_client)
     app.before_request(_limits)
+    app.after_request(_hand_back_share)
+    app.teardown_request(_release_share)
     app.after_request(_headers)
 
 
@@ -87,6 +94,75 @@ def _limits() -> None:
                 f"this server already has {cap} listeners; try again in {wait} s",
                 retry_after=wait,
             )
+        _take_share()
+
+
+def _take_share() -> None:
+    """One stream of this client's share (503 when it holds its share already): a token's name,
+    or the address of an anonymous client. Given back when the stream ends (_hand_back_share)."""
+    who = g.get("spiral_principal")
+    client = f"token:{who.name}" if who is not None else f"address:{address()}"
+    shares: StreamShares = current_app.extensions["spiral.stream_shares"]
+    if not shares.take(client):
+        wait = random.randint(2, 8)
+        named = f"the token {who.name!r}" if who is not None else f"the address {address()}"
+        raise Unavailable(
+            "too_many_streams_for_client",
+            f"{named} already holds {shares.per_client} streams on this server, as many as one "
+            f"client may; close one, or try again in {wait} s",
+            retry_after=wait,
+        )
+    g.spiral_share = client
+
+
+def _hand_back_share(response: Response) -> Response:
+    """A stream gives its share back when its response is closed (the reader left, or was
+    dropped); a refusal or a WebSocket, whose view has ended, at once."""
+    client = g.pop("spiral_share", None)
+    if client is not None:
+        shares: StreamShares = current_app.extensions["spiral.stream_shares"]
+        if response.is_streamed:
+            response.call_on_close(lambda: shares.give_back(client))
+        else:
+            shares.give_back(client)
+    return response
+
+
+def _release_share(_exc: BaseException | None) -> None:
+    """Should the request end without a response passing _hand_back_share, the share is freed."""
+    client = g.pop("spiral_share", None)
+    if client is not None:
+        current_app.extensions["spiral.stream_shares"].give_back(client)
+
+
+class StreamShares:
+    """How many streams each client holds in this process, and at most `per_client` each. Per
+    process, like max_subscribers: with N workers a client may hold N shares."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> bool:
+        with self._lock:
+            held = self._held.get(client, 0)
+            if held >= self.per_client:
+                return False
+            self._held[client] = held + 1
+            return True
+
+    def give_back(self, client: str) -> None:
+        with self._lock:
+            held = self._held.get(client, 0) - 1
+            if held > 0:
+                self._held[client] = held
+            else:
+                self._held.pop(client, None)
+
+    def held(self, client: str) -> int:
+        with self._lock:
+            return self._held.get(client, 0)
 
 
 def check_rate(who: str) -> None:
@@ -99,42 +175,20 @@ def check_rate(who: str) -> None:
         raise RateLimited(wait, limiter.rate)
 
 
+@dataclass(frozen=True)
 class SourceLimiter:
     """A token bucket per source: `rate` tokens a second, at most `burst` saved up.
 
     Independent of the throttle ritual (which pauses everyone when the hub is loaded): this one
-    keeps one source from taking the whole hub. Per process; thread- and greenlet-safe. At most
-    `max_sources` buckets are kept, least recently used dropped first (a dropped bucket was idle,
-    so it would be full again anyway unless the hub is flooded by that many sources)."""
+    keeps one source from taking the whole hub. The buckets are the cluster's (`take`), so a
+    source has one bucket across every worker and host of the hub (in Redis when joined), and
+    they fill with the hub's clock."""
 
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        clock: Callable[[], float] = time.monotonic,
-        max_sources: int = 100_000,
-    ) -> None:
-        self.rate = rate
-        self.burst = max(1.0, burst)
-        self.clock = clock
-        self.max_sources = max_sources
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
+    rate: float
+    burst: float
 
-    def take(self, key: str) -> int | None:
+    def take(self, who: str) -> int | None:
         """Take one token: None when allowed, else whole seconds until one is available."""
-        now = self.clock()
-        with self._lock:
-            tokens, at = self._buckets.pop(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                allowed = True
-            else:
-                self._buckets[key] = (tokens, now)
-                allowed = False
-            while len(self._buckets) > self.max_sources:
-                self._buckets.popitem(last=False)
-        if allowed:
-            return None
-        return max(1, math.ceil((1.0 - tokens) / self.rate))
+        hub = spiral()
+        wait = hub.cluster.take(f"source:{who}", hub.clock.now(), self.rate, max(1.0, self.burst))
+        return None if wait is None else retry_seconds(wait)

@@ -15,7 +15,7 @@ from .conftest import ADMIN, bearer
 # rule, methods -> role and flags (Access.describe). HEAD and OPTIONS come with GET and any route.
 ROUTES = {
     ("/", "GET"): "read page",
-    ("/_test/clock", "POST"): "public",
+    ("/_test/clock", "POST"): "admin",
     ("/api/admin/climate", "POST"): "admin json_only",
     ("/api/admin/phase", "POST"): "admin json_only",
     ("/api/archive", "GET"): "read",
@@ -25,7 +25,7 @@ ROUTES = {
     ("/api/glints/<glint_id>/lineage", "GET"): "read",
     ("/api/openapi.json", "GET"): "public",
     ("/api/rituals", "GET"): "read",
-    ("/api/rituals/<name>/dry-run", "POST"): "read",
+    ("/api/rituals/<name>/dry-run", "POST"): "admin",
     ("/api/rituals/<name>/invoke", "POST"): "admin",
     ("/api/rituals/history", "GET"): "read",
     ("/api/stats", "GET"): "read",

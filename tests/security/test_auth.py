@@ -35,7 +35,6 @@ READ_ROUTES = [
     ("GET", "/api/rituals"),
     ("GET", "/api/rituals/history"),
     ("GET", "/api/archive"),
-    ("POST", "/api/rituals/archival/dry-run"),
     ("GET", "/dashboard/timeline"),
     ("GET", "/dashboard/glints?before=1"),
 ]
@@ -44,6 +43,7 @@ ADMIN_ROUTES = [
     ("POST", "/api/admin/phase"),
     ("POST", "/api/admin/climate"),
     ("POST", "/api/rituals/archival/invoke"),
+    ("POST", "/api/rituals/archival/dry-run"),
 ]
 DASHBOARD_ADMIN_FORMS = ["/dashboard/admin", "/dashboard/rituals/archival/invoke"]
 
@@ -524,7 +524,7 @@ def test_create_app_refuses_a_public_address_without_tokens(tmp_path, host):
 )
 def test_create_app_starts_when_protected_or_told_or_local(make_app, config):
     config.setdefault("host", "0.0.0.0")
-    make_app(**config)
+    make_app(fake_clock=False, **config)
 
 
 def test_spiral_open_in_the_environment_is_honoured(tmp_path, monkeypatch):

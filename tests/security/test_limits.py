@@ -4,14 +4,19 @@ with Retry-After at the subscriber cap), and every response carries the security
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
+import requests
+import websocket
 
 from spiral_web.engine.glints import MAX_CONTEXT_DEPTH, MAX_CONTEXT_KEYS
-from spiral_web.web.security import CSP, SourceLimiter
+from spiral_web.web.security import CSP
+from tests.multiworker.conftest import RedisProcess
+from tests.support import ServerProcess, post_glint
 
-from .conftest import PUBLISH, bearer
+from .conftest import PUBLISH, READ, bearer
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -122,19 +127,48 @@ def test_the_rate_is_on_by_default_only_beyond_a_local_open_hub(make_app):
     )
 
 
-def test_a_bucket_refills_with_time():
-    now = [0.0]
-    limiter = SourceLimiter(rate=10, burst=2, clock=lambda: now[0], max_sources=2)
-    assert limiter.take("a") is None and limiter.take("a") is None
-    assert limiter.take("a") == 1
-    now[0] += 0.1  # one token back
-    assert limiter.take("a") is None and limiter.take("a") == 1
-    limiter.take("b"), limiter.take("c")  # "a" is the least recently used: forgotten, full again
-    assert limiter.take("a") is None
+def test_a_bucket_refills_with_the_hubs_clock(make_app):
+    app = make_app(publish_tokens=dict(PUBLISH), source_rate=10, source_burst=2)
+    client, clock = app.test_client(), app.extensions["spiral"].clock
+
+    def post() -> int:
+        return post_glint(client, "refill.a", headers=bearer(PUBLISH["alpha"])).status_code
+
+    assert [post(), post(), post()] == [201, 201, 429]
+    clock.advance(0.15)  # one token back (and a half)
+    assert [post(), post()] == [201, 429]
+    clock.advance(60)  # a full bucket, never more
+    assert [post(), post(), post()] == [201, 201, 429]
+
+
+def test_a_source_limit_holds_across_hosts(tmp_path, make_app):
+    """Two hubs joined by one Redis (two hosts, or two workers): one source shares one bucket."""
+    redis_server = RedisProcess(tmp_path / "redis").start()
+    try:
+        settings = {
+            "data_dir": str(tmp_path / "shared"),
+            "redis_url": redis_server.url,
+            "publish_tokens": dict(PUBLISH),
+            "source_rate": 0.01,
+            "source_burst": 5,
+            "fake_clock": False,
+        }
+        hosts = [make_app(**settings).test_client(), make_app(**settings).test_client()]
+        answers = [
+            post_glint(hosts[n % 2], "shared.rate", headers=bearer(PUBLISH["alpha"])).status_code
+            for n in range(12)
+        ]
+        assert answers.count(201) == 5 and answers[:5] == [201] * 5
+        assert set(answers[5:]) == {429}
+        # another source has its own bucket on both
+        other = post_glint(hosts[1], "shared.rate", headers=bearer(PUBLISH["beta"]))
+        assert other.status_code == 201
+    finally:
+        redis_server.stop()
 
 
 def test_the_subscriber_cap_answers_503_with_retry_after(make_app):
-    app = make_app(max_subscribers=2)
+    app = make_app(max_subscribers=2, max_subscribers_per_client=2)
     client = app.test_client()
     streams = [client.get("/stream", buffered=False) for _ in range(2)]
     try:
@@ -152,6 +186,60 @@ def test_the_subscriber_cap_answers_503_with_retry_after(make_app):
     again = client.get("/stream", buffered=False)
     assert again.status_code == 200
     again.close()
+
+
+def test_one_client_cannot_take_every_subscriber_slot(make_app):
+    """Each client (a token's name, or the address of an anonymous one) may hold at most
+    max_subscribers_per_client streams (by default half the cap) in this process; the others
+    still get in."""
+    app = make_app(max_subscribers=6, read_tokens=dict(READ), publish_tokens=dict(PUBLISH))
+    greedy, other = app.test_client(), app.test_client()
+    greedy.environ_base["REMOTE_ADDR"] = "192.0.2.1"
+    held = [
+        greedy.get("/stream", headers=bearer(READ["watcher"]), buffered=False) for _ in range(3)
+    ]
+    try:
+        assert [s.status_code for s in held] == [200, 200, 200]
+        for path in ("/stream", "/dashboard/stream"):
+            refused = greedy.get(path, headers=bearer(READ["watcher"]), buffered=False)
+            assert refused.status_code == 503
+            body = refused.get_json()
+            assert body["error"] == "too_many_streams_for_client"
+            assert "watcher" in body["message"] and "3" in body["message"]
+            assert body["retry_after"] == int(refused.headers["Retry-After"]) >= 1
+        # the same address with another token is another client; so is another address
+        mine = other.get("/stream", headers=bearer(PUBLISH["alpha"]), buffered=False)
+        assert mine.status_code == 200
+        mine.close()
+    finally:
+        held.pop().close()
+    again = greedy.get("/stream", headers=bearer(READ["watcher"]), buffered=False)
+    assert again.status_code == 200  # a slot given back is free again
+    held.append(again)
+    for s in held:
+        s.close()
+    assert app.extensions["spiral"].hub.local_listeners == 0
+    # anonymous clients are told apart by address
+    app = make_app(max_subscribers=4, max_subscribers_per_client=1)
+    anonymous = app.test_client()
+    anonymous.environ_base["REMOTE_ADDR"] = "192.0.2.2"
+    first = anonymous.get("/stream", buffered=False)
+    second = anonymous.get("/stream", buffered=False)
+    assert (first.status_code, second.status_code) == (200, 503)
+    elsewhere = app.test_client().get("/stream", buffered=False)
+    assert elsewhere.status_code == 200
+    for s in (first, second, elsewhere):
+        s.close()
+
+
+def test_a_refused_or_failed_stream_gives_its_slot_back(make_app):
+    app = make_app(max_subscribers=4, max_subscribers_per_client=1)
+    client = app.test_client()
+    for _ in range(3):  # a stream refused by its own view (bad filter) holds no slot
+        assert client.get("/stream?phase=dusk", buffered=False).status_code == 400
+    ok = client.get("/stream", buffered=False)
+    assert ok.status_code == 200
+    ok.close()
 
 
 @pytest.mark.parametrize(
@@ -205,3 +293,31 @@ def test_templates_hold_no_inline_script_or_handlers():
             for m in re.finditer(pattern, text):
                 found.append(f"{path.relative_to(TEMPLATES)}: {m.group(0)!r}")
     assert not found
+
+
+def test_websockets_and_streams_share_a_clients_slots_on_a_real_server(tmp_path):
+    """gunicorn's gevent worker: a WebSocket holds its slot for its whole life and gives it back
+    when it ends, as an SSE stream does when its reader leaves."""
+    env = {"SPIRAL_MAX_SUBSCRIBERS_PER_CLIENT": "2", "SPIRAL_HEARTBEAT_SECONDS": "1"}
+    server = ServerProcess(tmp_path / "server", env=env)
+    server.start()
+    ws_url = server.url.replace("http", "ws") + "/ws"
+    try:
+        first = websocket.create_connection(ws_url, timeout=5)
+        sse = requests.get(server.url + "/stream", stream=True, timeout=5)
+        assert sse.status_code == 200
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(ws_url, timeout=5)
+        assert refused.value.status_code == 503
+        assert requests.get(server.url + "/stream", stream=True, timeout=5).status_code == 503
+        first.close()
+        sse.close()
+        deadline = time.monotonic() + 10
+        while requests.get(server.url + "/api/stats", timeout=5).json()["listeners"]:
+            assert time.monotonic() < deadline, "the slots were not given back"
+            time.sleep(0.05)
+        again = [websocket.create_connection(ws_url, timeout=5) for _ in range(2)]
+        for ws in again:
+            ws.close()
+    finally:
+        server.stop()

@@ -36,7 +36,7 @@ ENV = {
 VANISHING = """
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"GET /stream HTTP/1.1\\r\\nHost: spiral\\r\\n\\r\\n")
+s.sendall(b"GET /stream HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
 s.recv(4096)
 print("subscribed", flush=True)
 time.sleep(300)
@@ -86,7 +86,7 @@ def stalled_sse(port: int, path: str) -> socket.socket:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: spiral\r\n\r\n".encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return s
 
 

@@ -25,6 +25,7 @@ Which role each view needs is declared on the view (web/access.py); the guard en
     tokens.py      the configured secrets and who they stand for (Principal)
     identity.py    who a request acts as, and why it may not act as a role
     guard.py       the check before every view: origin, CSRF, the declared role
+    throttle.py    guessing tokens: failed authentication throttled per address (429)
     csrf.py        the session's CSRF token
     views.py       the sign-in and sign-out pages
     sessions.py    the signed session cookie
@@ -42,6 +43,7 @@ from .csrf import csrf_field, csrf_token
 from .guard import guard
 from .identity import signed_in
 from .secret_key import secret_key
+from .throttle import GuessThrottle
 from .tokens import Tokens, tokens
 from .views import bp
 
@@ -51,6 +53,7 @@ def init_app(app: Flask, config: Config) -> None:
     app.secret_key = secret_key(config)
     sessions.init_app(app, config)
     app.extensions["spiral.tokens"] = Tokens(config, app.secret_key)
+    app.extensions["spiral.guess_throttle"] = GuessThrottle(app.secret_key)
     declare_static(app)
     app.before_request(guard)
     app.add_template_global(csrf_token)

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from flask import current_app, g, redirect, request, url_for
 
 from ..access import Access, declared
-from ..common import address, spiral
+from ..common import address, count_rejection
 from ..errors import ApiError, Forbidden, refuse
 from ..htmx import is_htmx
 from .csrf import check_csrf
@@ -43,7 +43,7 @@ def guard() -> Any:
             check_csrf()
         except ApiError as exc:
             if current_app.view_functions[endpoint] is sign_in_post:  # the page says why
-                spiral().breath.record_rejection(address())
+                count_rejection(address())
                 return sign_in_page(exc.message, 403)
             raise
     problem = _role_refusal(access)
@@ -58,20 +58,21 @@ def guard() -> Any:
             )
             return response
         back = _here() if request.method == "GET" else url_for("dashboard.index")
-        spiral().breath.record_rejection(address())
+        count_rejection(address())
         return redirect(url_for("auth.sign_in", next=back), 303)
     raise problem
 
 
 def _role_refusal(access: Access) -> ApiError | None:
-    """Read comes first for every role but public; publish and admin are checked on top."""
+    """Read comes first for read and publish (publish is checked on top); admin is asked for
+    as such, so a refusal names the admin token."""
     if access.role == "public":
         return None
+    if access.role == "admin" and not access.token_field:
+        return admin_refusal()
     problem = refusal("read")
     if problem is None and access.role == "publish":
         problem = refusal("publish")
-    if problem is None and access.role == "admin" and not access.token_field:
-        problem = admin_refusal()
     return problem
 
 

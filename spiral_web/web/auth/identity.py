@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import g, request, session
 
 from ..access import declared
+from ..common import cross_origin
 from ..errors import ApiError, Forbidden, Unauthorized
+from . import sessions
+from .throttle import throttle
 from .tokens import Principal, tokens
 
 _VERBS = {"read": "read the stream", "publish": "publish glints", "admin": "act as admin"}
@@ -38,29 +39,36 @@ def authenticate() -> None:
         given, via = request.args["token"], "query"
     if given is not None:
         try:
-            g.spiral_principal = table.identify(given, via)
+            g.spiral_principal = check_token(given, via)
         except ApiError as exc:
             g.spiral_auth_problem = exc
         return
     if "who" in session:
         who = table.from_session(session["who"])
-        if who is None:  # the token was removed, changed or revoked: the session ends here
-            session.pop("who", None)
+        if who is None or sessions.ended(session):
+            # signed out, past its lifetime, or its token was removed, changed or revoked
+            who = None
+            for key in ("who", "sid", "at"):
+                session.pop(key, None)
         elif stream == "websocket" and cross_origin():
             who = None  # a page of another origin must not ride on the dashboard's cookie
         g.spiral_principal = who
 
 
-def cross_origin() -> bool:
-    """True for a request a browser sent from a page of another origin. Fetch metadata first
-    (every current browser sends it, and it is right behind a proxy); else the Origin header."""
-    site = request.headers.get("Sec-Fetch-Site")
-    if site:
-        return site not in ("same-origin", "none")
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not a browser, or a same-origin GET
-    return origin == "null" or urlsplit(origin).netloc != request.host
+def check_token(given: str, via: str) -> Principal:
+    """The principal `given` stands for; raises Forbidden for a wrong or revoked secret, and
+    TooManyFailures (429) while this address is throttled for guessing (throttle.py)."""
+    table = tokens()
+    if not table.guarded:
+        return table.identify(given, via)  # nothing needs a token: nothing to guess
+    guesses = throttle()
+    problem = guesses.refusal()
+    if problem is not None:
+        raise problem
+    try:
+        return table.identify(given, via)
+    except ApiError as exc:
+        raise (guesses.failed(given) or exc) from None
 
 
 def refusal(role: str) -> ApiError | None:
@@ -110,7 +118,7 @@ def admin_refusal(given: str | None = None) -> ApiError | None:
     if not table.admin_configured:
         return refusal("admin")
     try:
-        who = table.identify(given, "form")
+        who = check_token(given, "form")
     except ApiError as exc:
         if exc.error == "forbidden":
             return Forbidden("the admin token is not valid")

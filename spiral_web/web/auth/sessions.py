@@ -1,7 +1,16 @@
-"""The session: Flask's signed cookie, HttpOnly and SameSite=Strict, for twelve hours."""
+"""The session: Flask's signed cookie, HttpOnly and SameSite=Strict, for twelve hours from
+signing in, however busy it is (the cookie is not re-issued on every request).
+
+A signed-in session carries an id and the time it began. Signing out puts the id on the hub's deny
+list (`cluster.deny`, kept until the session would have ended anyway): shared by every worker and
+host, and kept across restarts, so a copy of the cookie stops working everywhere at once. A
+session without an id (made before sessions had one) is not honoured.
+"""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import MutableMapping
 from datetime import timedelta
 from typing import Any
 
@@ -9,8 +18,10 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from ...config import Config
+from ..common import spiral
 
 SESSION_HOURS = 12
+LIFETIME = SESSION_HOURS * 3600.0  # seconds from signing in
 
 
 def init_app(app: Flask, config: Config) -> None:
@@ -21,6 +32,9 @@ def init_app(app: Flask, config: Config) -> None:
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=bool(config.secure_cookies),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        # The cookie's own expiry stays where signing in set it: re-issuing it on every request
+        # would make its life slide for ever.
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     app.session_interface = Sessions()
 
@@ -40,3 +54,31 @@ class Sessions(SecureCookieSessionInterface):
             cached = (app.secret_key, super().get_signing_serializer(app))
             app.extensions["spiral.session_signer"] = cached
         return cached[1]
+
+
+def begin(session: MutableMapping[str, Any]) -> None:
+    """Give a session that is signing in its id and its start (engine time)."""
+    session["sid"] = secrets.token_urlsafe(18)
+    session["at"] = spiral().clock.now()
+
+
+def ended(session: MutableMapping[str, Any]) -> bool:
+    """True when the signed-in session is over: signed out, past its lifetime, or from before
+    sessions had an id."""
+    sid, began = session.get("sid"), session.get("at")
+    if not isinstance(sid, str) or not sid or not _is_time(began):
+        return True
+    hub = spiral()
+    now = hub.clock.now()
+    return now >= began + LIFETIME or hub.cluster.denied(f"session:{sid}", now)
+
+
+def end(session: MutableMapping[str, Any]) -> None:
+    """Sign out: deny the session's id on the hub until it would have ended anyway."""
+    sid, began = session.get("sid"), session.get("at")
+    if isinstance(sid, str) and sid and _is_time(began):
+        spiral().cluster.deny(f"session:{sid}", began + LIFETIME)
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

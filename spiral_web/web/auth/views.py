@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from ..access import access
-from ..common import address, spiral
+from ..common import address, count_rejection
 from ..errors import ApiError, Unauthorized
+from . import sessions
 from .csrf import renew_csrf_token
-from .identity import signed_in
+from .identity import check_token, signed_in
 from .tokens import tokens
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -30,13 +31,19 @@ def sign_in_post():
     try:
         if not given:
             raise Unauthorized("enter a token")
-        who = tokens().identify(given, "session")
+        who = check_token(given, "session")
     except ApiError as exc:
-        spiral().breath.record_rejection(address())
-        return sign_in_page(exc.message, 401 if exc.status == 401 else 403)
+        count_rejection(address())
+        html, status, headers = sign_in_page(
+            exc.message, exc.status if exc.status in (401, 429) else 403
+        )
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return html, status, headers
     session.clear()  # a new session: nothing from before signing in carries over (fixation)
     session.permanent = True
     session["who"] = {"name": who.name, "role": who.role, "fp": tokens().fingerprint(who.name)}
+    sessions.begin(session)
     renew_csrf_token()
     return redirect(_safe_next(request.form.get("next")), 303)
 
@@ -44,6 +51,7 @@ def sign_in_post():
 @bp.post("/sign-out")
 @access("public", page=True)
 def sign_out():
+    sessions.end(session)  # a copy of the cookie stops working too, on every worker
     session.clear()
     return redirect(_safe_next(request.form.get("next")), 303)
 
