@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ..datadir import private_folder
 from ..engine.ports import ControlHandler
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class LocalCluster:
         data = orjson.dumps({"kept": self._kept, "denied": self._denied})
         tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}")
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self._path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(data)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import orjson
 
+from ..datadir import private_file, private_folder
+
 log = logging.getLogger(__name__)
 
 BLOCK = 10_000
@@ -48,7 +50,7 @@ class FileMark:
 
     def __init__(self, folder: str | os.PathLike[str], block: int = BLOCK) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)
         self.mark_path = self.folder / "seq-mark.json"
         self.seen_path = self.folder / "seq-seen"
         self.block = block
@@ -56,7 +58,7 @@ class FileMark:
         self._lock = threading.Lock()
         self._bounds = self._read_bounds()
         self._reserved: int | None = None
-        self._seen = os.open(self.seen_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._seen = os.open(private_file(self.seen_path), os.O_RDWR)
 
     def bounds(self) -> tuple[int, int]:
         """(floor, ceiling) as the folder said at start-up."""
@@ -107,7 +109,7 @@ class FileMark:
     def _replace(self, state: dict) -> None:
         """Write the mark file atomically and durably."""
         tmp = self.mark_path.with_name(self.mark_path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with open(private_file(tmp), "wb") as f:
             f.write(orjson.dumps(state))
             f.flush()
             os.fsync(f.fileno())

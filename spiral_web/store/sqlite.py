@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ..datadir import private_file, private_folder
 from ..engine.events import Event
 from ..engine.glints import Glint, GlintDraft
 from ..engine.ports import Epoch, IdTaken, RunDraft
@@ -30,7 +31,12 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike[str], synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
+        private_file(self.path)  # SQLite gives its -wal and -shm files the record's mode
+        for suffix in ("-wal", "-shm"):  # older ones may predate that
+            older = self.path.with_name(self.path.name + suffix)
+            if older.exists():
+                private_file(older)
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(

@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from ...config import Config
+from ...datadir import private_folder
 
 
 def secret_key(config: Config) -> bytes:
@@ -15,7 +16,7 @@ def secret_key(config: Config) -> bytes:
     if config.secret_key:
         return config.secret_key.encode()
     path = Path(config.data_dir) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     if not path.exists():
         # Written whole under another name, then linked into place: workers starting together
         # all end up reading the one key that won, never a half-written file.
