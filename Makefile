@@ -32,10 +32,11 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench --wait-quiet 60 $(BENCH_ARGS)
 
-# ruff (the rules pallets/flask uses) and its formatter, as CI runs them.
+# ruff (the rules pallets/flask uses) and its formatter, and mypy (the engine strict), as CI runs them.
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from typing import Any
 
 
 class Stats:
@@ -19,7 +20,7 @@ class Stats:
             self.by_phase[phase] += 1
             self.by_module[module] += 1
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "total": sum(self.by_module.values()),

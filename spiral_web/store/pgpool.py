@@ -39,7 +39,7 @@ class Pool:
     """At most `size` connections; a caller waits up to `wait` seconds for one."""
 
     def __init__(self, url: str, size: int = 5, wait: float = 10.0) -> None:
-        params = {**CONNECT_DEFAULTS, **conninfo_to_dict(url)}
+        params: dict[str, Any] = {**CONNECT_DEFAULTS, **conninfo_to_dict(url)}
         # every session: durable commits, a bound on any statement, custom plans (many-hosts.md:
         # a generic plan made the write path four times slower)
         params["options"] = (

@@ -295,7 +295,7 @@ class PostgresStore:
 
     def activity(self, now: float, window: float, step: float) -> list[tuple[str, int, int]]:
         """(module, steps ago, count) of hot glints received in the last `window` seconds."""
-        return self._read(  # type: ignore[return-value]
+        return self._read(
             "SELECT module, trunc((%(now)s - received_ts) / %(step)s)::int AS ago, count(*)::int "
             "FROM glints WHERE archived_ts IS NULL AND received_ts > %(from)s "
             "AND received_ts <= %(now)s GROUP BY module, ago",

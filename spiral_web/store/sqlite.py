@@ -356,7 +356,7 @@ class SQLiteStore:
     def activity(self, now: float, window: float, step: float) -> list[tuple[str, int, int]]:
         """(module, steps ago, count) for the glints received in the last `window` seconds, counted
         in buckets of `step` seconds (uses the received_ts index)."""
-        return self._read(  # type: ignore[return-value]
+        return self._read(
             "SELECT module, CAST((? - received_ts) / ? AS INTEGER) AS ago, COUNT(*) FROM glints"
             " WHERE received_ts > ? AND received_ts <= ? GROUP BY module, ago",
             (now, step, now - window, now),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..engine.breath import CLIMATES, PHASES
 from ..engine.clock import FakeClock
@@ -61,11 +63,11 @@ def metrics():
 class SpiralCollector:
     """Reads the hub's own counters at scrape time; nothing is counted twice."""
 
-    def __init__(self, hub: Spiral, extensions: dict) -> None:
+    def __init__(self, hub: Spiral, extensions: dict[str, Any]) -> None:
         self.hub = hub
         self.extensions = extensions  # the write watch appears there with the first stream
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         snap = self.hub.orchestrator.stats.snapshot()
         glints = CounterMetricFamily("spiral_glints", "Glints stored, by phase", labels=["phase"])
         for phase in PHASES:
@@ -96,10 +98,10 @@ class SpiralCollector:
         for c in CLIMATES:
             climate.add_metric([c], 1.0 if state.climate == c else 0.0)
         yield climate
-        phase = GaugeMetricFamily("spiral_phase", "1 for the current phase", labels=["phase"])
+        phases = GaugeMetricFamily("spiral_phase", "1 for the current phase", labels=["phase"])
         for p in PHASES:
-            phase.add_metric([p], 1.0 if state.phase == p else 0.0)
-        yield phase
+            phases.add_metric([p], 1.0 if state.phase == p else 0.0)
+        yield phases
 
 
 @bp.post("/_test/clock")

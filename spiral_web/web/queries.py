@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from ..bus import Filters
 from ..engine.breath import PHASES
@@ -44,7 +44,7 @@ def last_event_id(header: str | None, query: str | None) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        value = int(raw)  # type: ignore[arg-type]
+        value = int(raw)
     except ValueError:
         raise BadRequest(
             "invalid_last_event_id", "Last-Event-ID must be a whole number (a glint seq)"
@@ -54,6 +54,14 @@ def last_event_id(header: str | None, query: str | None) -> int | None:
     if value > MAX_INT:
         raise BadRequest("invalid_last_event_id", "Last-Event-ID is larger than any glint seq")
     return value
+
+
+@overload
+def whole_number(args: Any, name: str, default: int, lo: int, hi: int | None) -> int: ...
+
+
+@overload
+def whole_number(args: Any, name: str, default: None, lo: int, hi: int | None) -> int | None: ...
 
 
 def whole_number(args: Any, name: str, default: int | None, lo: int, hi: int | None) -> int | None:

@@ -31,8 +31,8 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Flask, current_app, request
-from flask_sock import Sock  # type: ignore[import-untyped]
-from simple_websocket import ConnectionClosed  # type: ignore[import-untyped]
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed
 from werkzeug.datastructures import MultiDict
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError

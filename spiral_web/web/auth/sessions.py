@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import MutableMapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
@@ -80,5 +80,5 @@ def end(session: MutableMapping[str, Any]) -> None:
         spiral().cluster.deny(f"session:{sid}", began + LIFETIME)
 
 
-def _is_time(value: Any) -> bool:
+def _is_time(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
