@@ -103,21 +103,30 @@ def _check_text(text: str) -> None:
 
 
 class GlintError(Exception):
-    """A glint was refused; `status` is the HTTP status that says why."""
+    """A glint was refused; `status` is the HTTP status that says why, and `retry_after` (whole
+    seconds) when trying again later will do."""
 
     def __init__(
-        self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None
+        self,
+        status: int,
+        error: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        retry_after: int | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
         self.details = details or []
+        self.retry_after = retry_after
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"error": self.error, "message": self.message}
         if self.details:
             out["details"] = self.details
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
         return out
 
 

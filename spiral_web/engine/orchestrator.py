@@ -25,7 +25,7 @@ import orjson
 from .batch import Decision, plan_batch
 from .breath import BreathEngine, BreathState, Refusal, iso
 from .glints import Glint, GlintDraft, GlintError, GlintIn, new_glint_id
-from .ports import Epoch, Hub, IdTaken, Record, RunDraft, SeqMark
+from .ports import Epoch, Hub, IdTaken, Record, RecordUnavailable, RunDraft, SeqMark
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,19 @@ class Refused(GlintError):
     """Input refused for now (throttle, blocked source): a 429 with a Retry-After."""
 
     def __init__(self, refusal: Refusal) -> None:
-        super().__init__(429, refusal.kind, refusal.message)
-        self.retry_after = refusal.retry_after
+        super().__init__(429, refusal.kind, refusal.message, retry_after=refusal.retry_after)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "retry_after": self.retry_after}
+
+class Unavailable(GlintError):
+    """The record cannot be reached: nothing was stored; a 503 with a Retry-After."""
+
+    def __init__(self, cause: RecordUnavailable) -> None:
+        super().__init__(
+            503,
+            "record_unavailable",
+            f"{cause}; nothing was stored, retry later",
+            retry_after=cause.retry_after,
+        )
 
 
 @dataclass(slots=True)
@@ -188,6 +196,8 @@ class Orchestrator:
             else:
                 pending.event.wait(0.05)
         decision = pending.result
+        if isinstance(decision, RecordUnavailable):  # every entry point answers it alike
+            raise Unavailable(decision) from decision
         if isinstance(decision, BaseException):
             raise decision
         assert decision is not None

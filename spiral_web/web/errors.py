@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from ..engine.glints import GlintError
-from ..engine.orchestrator import Refused
+from ..engine.orchestrator import Unavailable as RecordDown
 from ..engine.ports import RecordUnavailable
 from .common import count_rejection, json_response, source
 
@@ -156,10 +156,8 @@ def init_app(app: Flask) -> None:
         return error(status, _CODES.get(status, exc.name.lower().replace(" ", "_")), message)
 
     @app.errorhandler(RecordUnavailable)
-    def _record_unavailable(exc: RecordUnavailable) -> Response:  # nothing stored: retry later
-        response = error(503, "record_unavailable", f"{exc}; nothing was stored, retry later")
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+    def _record_unavailable(exc: RecordUnavailable) -> Response:  # a read: try again later
+        return refuse(RecordDown(exc))
 
     @app.errorhandler(OverflowError)
     def _overflow(exc: OverflowError) -> Response:
@@ -182,7 +180,7 @@ def refuse(exc: ApiError | GlintError) -> Response:
     response = json_response(exc.to_dict(), exc.status)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="spiral"'
-    retry_after = exc.retry_after if isinstance(exc, (ApiError, Refused)) else None
+    retry_after = exc.retry_after
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response

@@ -3,6 +3,7 @@ streams stay open and catch up when it is back. And psycopg waits cooperatively 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,7 @@ def test_while_postgres_is_down_nothing_is_stored_and_everyone_is_told(app, own_
     assert [post(client, f"g{i}").status_code for i in range(2)] == [201, 201]
     live = SSEReader(client.get("/stream", buffered=False))
     live.until(lambda frames: any(f.event == "breath" for f in frames))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)
 
     own_postgres.stop()
     refused = post(client, "lost")
@@ -57,6 +59,14 @@ def test_while_postgres_is_down_nothing_is_stored_and_everyone_is_told(app, own_
     assert int(refused.headers["Retry-After"]) >= 1
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json["checks"]["store"] is False
+    assert "unreachable" in ready.json["why"]["store"]  # /readyz says why
+    form = client.post(  # the dashboard's emit form: an inline message, the form kept
+        "/dashboard/emit",
+        data={"module": "outage.form", "context": "", "csrf_token": token},
+        headers={"HX-Request": "true", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert form.status_code == 503 and b"nothing was stored" in form.data
+    assert b'id="emit-form"' in form.data
     assert "unreachable" in app.extensions["spiral"].problems()["store"]
     resuming = SSEReader(client.get("/stream", headers={"Last-Event-ID": "1"}, buffered=False))
     told = len(resuming.until(lambda fs: any(f.event == "unavailable" for f in fs)))
