@@ -18,6 +18,7 @@ from .access import access
 from .common import json_response, spiral
 from .errors import ApiError, BadRequest, Invalid
 from .queries import whole_number
+from .schemas import ErrorOut
 
 bp = Blueprint("operators", __name__, url_prefix="/api/operators")
 
@@ -102,6 +103,73 @@ MODELS: list[type[BaseModel]] = [
     RefusalsOut,
     ClientsOut,
 ]
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The routes below for the OpenAPI document (web/openapi.py adds them to its own)."""
+
+    def answer(model: type[BaseModel], text: str) -> dict[str, Any]:
+        schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+        return {"description": text, "content": {"application/json": {"schema": schema}}}
+
+    def refused(*codes: int) -> dict[str, Any]:
+        return {str(c): answer(ErrorOut, "Refused: the body says why") for c in codes}
+
+    admin: list[dict[str, list[str]]] = [{"adminToken": []}]
+    return {
+        "/api/operators/protection": {
+            "get": {
+                "summary": "The throttle, the climate and every blocked source",
+                "operationId": "getProtection",
+                "responses": {"200": answer(ProtectionOut, "What keeps input out now")},
+            }
+        },
+        "/api/operators/unblock": {
+            "post": {
+                "summary": "Let a blocked source in again, on every worker (admin)",
+                "operationId": "unblockSource",
+                "security": admin,
+                "requestBody": {"required": True, "content": answer(UnblockIn, "")["content"]},
+                "responses": {
+                    "200": answer(UnblockOut, "Done, or it was not blocked (`unblocked`)"),
+                    **refused(400, 415, 422),
+                },
+            }
+        },
+        "/api/operators/throttle/end": {
+            "post": {
+                "summary": "Lift the throttle now, on every worker (admin)",
+                "operationId": "endThrottle",
+                "security": admin,
+                "responses": {"200": answer(ThrottleEndOut, "Done, or it was not on (`ended`)")},
+            }
+        },
+        "/api/operators/refusals": {
+            "get": {
+                "summary": "Who was refused and why: counts and the newest refusals (admin)",
+                "operationId": "getRefusals",
+                "security": admin,
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "How many of the newest refusals",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_REFUSALS},
+                    }
+                ],
+                "responses": {"200": answer(RefusalsOut, "Refusals"), **refused(400)},
+            }
+        },
+        "/api/operators/clients": {
+            "get": {
+                "summary": "Connected clients per worker and in total: filters, lag (admin)",
+                "operationId": "getClients",
+                "security": admin,
+                "responses": {"200": answer(ClientsOut, "Every live worker's subscribers")},
+            }
+        },
+    }
 
 
 # -- routes ---------------------------------------------------------------------------------------

@@ -106,19 +106,20 @@ def test_an_error_answer_never_replaces_the_emit_form(live_server, page):
     big = json.dumps({"notes": "x" * 20_000})
     page.fill("#emit-context", big)
     with page.expect_response(lambda r: "/dashboard/emit" in r.url) as answer:
-        page.click("#emit-submit")
+        page.click("#emit-form button[type=submit]")
     assert answer.value.status == 413
-    status = page.locator("#emit-form-status .problem")
-    expect(status).to_contain_text("at most 16 KiB")
+    page.wait_for_function("() => !document.querySelector('#emit-form [disabled]')")  # swapped
     expect(page.locator("#emit-form")).to_be_visible()
     expect(page.locator("#emit-module")).to_have_value("big.one")  # what was typed stays
     assert page.locator("#emit-context").input_value() == big
+    status = page.locator("#emit-form-status .problem")
+    expect(status).to_contain_text("at most 16 KiB")
     picture(page, "form-too-large")
 
     # the server cannot be reached: the form stays and says so
     page.route("**/dashboard/emit", lambda route: route.abort())
     page.fill("#emit-context", '{"small": true}')
-    page.click("#emit-submit")
+    page.click("#emit-form button[type=submit]")
     expect(status).to_contain_text("could not be reached")
     expect(page.locator("#emit-module")).to_have_value("big.one")
     page.unroute("**/dashboard/emit")

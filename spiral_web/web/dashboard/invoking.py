@@ -58,7 +58,8 @@ def aftermath(run: dict[str, Any] | None) -> str | None:
     """What is in effect after a run, and where the way out is, when the run left something on."""
     if not run or run.get("status") != "ok":
         return None
-    result = run.get("result") if isinstance(run.get("result"), dict) else {}
+    raw = run.get("result")
+    result: dict[str, Any] = raw if isinstance(raw, dict) else {}
     if run.get("action") == "throttle" and result.get("episode") == "started":
         return "Input is paused now; “End the throttle” above lifts it."
     if run.get("action") == "watch" and result.get("sources"):

@@ -30,7 +30,7 @@ def for_people(detail: dict[str, Any]) -> dict[str, str]:
                 "as memory.scroll (each word starts with a letter, then letters, digits or _)."
             )
     elif top == "phase":
-        problem = "Choose one of the five phases, or the breath's now."
+        problem = "Choose one of the five phases, or current (the breath's phase now)."
     elif top == "context":
         problem = _context_problem(problem)
     return {"field": field, "problem": problem}
