@@ -467,6 +467,30 @@ def test_the_empty_timeline_leads_to_the_form(live_server, browser, size):
         context.close()
 
 
+def test_the_operator_pages_fit_a_phone(live_server, browser):
+    for i in range(8):
+        emit(live_server, module="memory.scroll" if i % 2 else "sensor.garden", context={"i": i})
+    requests.post(live_server.url + "/api/rituals/archival/invoke", timeout=10)
+    context = browser.new_context(**PHONE)
+    try:
+        page = context.new_page()
+        for path, name in (
+            ("/dashboard/console", "console"),
+            ("/dashboard/history?text=i", "history"),
+            ("/dashboard/rituals", "rituals"),
+            ("/dashboard/rules?ritual=archival", "rules"),
+            ("/dashboard/nowhere", "error"),
+        ):
+            page.goto(live_server.url + path)
+            expect(page.locator("header.topbar .console-nav")).to_be_visible()
+            expect(page.locator("#main")).to_be_visible()
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390 + 0.5, (path, width)  # tables scroll inside their box, not the page
+            picture(page, f"phone-{name}", full_page=True)
+    finally:
+        context.close()
+
+
 # -- what operators expect beside ------------------------------------------------------------------
 
 

@@ -182,7 +182,7 @@ def test_history_searches_context_text_and_pages(make_app):
         if i == 59:
             clock.advance(3600)
     page = client.get("/dashboard/history?text=RAIN").text
-    rows = re.findall(r'<td class="num seq">#(\d+)</td>', page)
+    rows = re.findall(r'<td class="num seq c-seq">#(\d+)</td>', page)
     assert len(rows) == 40 and rows == sorted(rows, key=int, reverse=True)
     assert "with “RAIN” in the context" in page
     # paging: 120 glints are three pages of 50, 50 and 20
@@ -190,11 +190,11 @@ def test_history_searches_context_text_and_pages(make_app):
     older = re.search(r'id="history-older" rel="next" href="([^"]+)"', first)
     assert older and "before=71" in older.group(1)
     second = client.get(older.group(1).replace("&amp;", "&")).text
-    assert re.findall(r'<td class="num seq">#(\d+)</td>', second)[0] == "70"
+    assert re.findall(r'<td class="num seq c-seq">#(\d+)</td>', second)[0] == "70"
     # a time range: the first hour's sixty
     until = f"{_iso(start + 60)}"
     ranged = client.get(f"/dashboard/history?to={until}&module=memory.*").text
-    assert len(re.findall(r'<td class="num seq">', ranged)) == 30
+    assert len(re.findall(r'<td class="num seq c-seq">', ranged)) == 30
     # a bad filter is named, not a 500 and not JSON
     bad = client.get("/dashboard/history?module=%3Cscript%3E&from=yesterday", headers=HTML)
     assert bad.status_code == 400 and bad.mimetype == "text/html"
