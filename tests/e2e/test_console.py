@@ -260,7 +260,7 @@ def test_ritual_history_filters_and_pages(live_server, page):
     for _ in range(52):
         assert http.post(live_server.url + "/api/rituals/archival/invoke").status_code == 200
     assert http.post(live_server.url + "/api/rituals/caesura/invoke").status_code == 200
-    board = Dashboard(page, live_server.url).open()
+    Dashboard(page, live_server.url).open()
     page.click("#ritual-panel a.history-link")
     expect(page).to_have_url(re.compile(r"/dashboard/rituals$"))
     expect(page.locator("#ritual-runs > li")).to_have_count(50)
@@ -276,7 +276,6 @@ def test_ritual_history_filters_and_pages(live_server, page):
     page.locator("#ritual-runs > li summary").first.click()
     expect(page.locator("#ritual-runs > li .run-json").first).to_be_visible()
     picture(page, "ritual-history", full_page=True)
-    del board
     assert page.js_errors == []
 
 
