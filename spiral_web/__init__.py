@@ -81,9 +81,9 @@ def _configure_security(app: Flask, config: Config) -> None:
 
 
 def _configure_blueprints(app: Flask) -> None:
-    from .web import admin, api, dashboard, errors, ops, rituals, stream, ws
+    from .web import admin, api, dashboard, errors, operators, ops, rituals, stream, ws
 
     errors.init_app(app)
-    for module in (stream, api, rituals, admin, ops, dashboard):
+    for module in (stream, api, rituals, admin, operators, ops, dashboard):
         app.register_blueprint(module.bp)
     ws.init_app(app)

@@ -15,7 +15,14 @@ from typing import Any
 import orjson
 
 DEFAULT_URL = os.environ.get("SPIRAL_URL", "http://127.0.0.1:5056")
+URL_HELP = "the hub's address (default $SPIRAL_URL, else http://127.0.0.1:5056; now: %(default)s)"
+ENVIRONMENT = """environment:
+  SPIRAL_URL     the hub's address for emit, listen, demo and agent (default http://127.0.0.1:5056)
+  SPIRAL_TOKEN   the token sent as Authorization: Bearer … (publish for emit, read for listen)
+  SPIRAL_*       serve's settings (see the README's Configuration)"""
 
+
+RAW = argparse.RawDescriptionHelpFormatter
 
 SEED_GLINTS: list[tuple[str, str, dict[str, Any]]] = [
     ("breath.emitter", "inhale", {"intention": "morning_emergence", "saturation": 0.1}),
@@ -27,7 +34,12 @@ SEED_GLINTS: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spiral", description="Spiral: a real-time glint hub")
+    parser = argparse.ArgumentParser(
+        prog="spiral",
+        description="Spiral: a real-time glint hub",
+        epilog=ENVIRONMENT,
+        formatter_class=RAW,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the hub and dashboard (gunicorn, gevent worker)")
@@ -48,25 +60,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--log-level", default=None, help="default info (SPIRAL_LOG_LEVEL)")
 
-    p = sub.add_parser("emit", help="emit one glint")
-    p.add_argument("module")
-    p.add_argument("--phase")
-    p.add_argument("--context", default="{}", help="JSON object")
-    p.add_argument("--id")
-    p.add_argument("--parent-id")
-    p.add_argument("--url", default=DEFAULT_URL)
+    p = sub.add_parser("emit", help="emit one glint", epilog=ENVIRONMENT, formatter_class=RAW)
+    p.add_argument(
+        "module", help="who sends it: lowercase words joined by dots, e.g. memory.scroll"
+    )
+    p.add_argument(
+        "--phase", help="inhale, hold, exhale, return or night_hold (default: the hub's)"
+    )
+    p.add_argument("--context", default="{}", help="a JSON object (at most 8 KiB)")
+    p.add_argument("--id", help="an idempotency key: sending the same id again stores it once")
+    p.add_argument("--parent-id", help="the stored glint this one answers")
+    p.add_argument("--url", default=DEFAULT_URL, help=URL_HELP)
     p.add_argument(
         "--token",
         default=os.environ.get("SPIRAL_TOKEN"),
         help="publish token (default $SPIRAL_TOKEN)",
     )
 
-    p = sub.add_parser("listen", help="print the stream (JSON lines), resuming after drops")
-    p.add_argument("--module")
-    p.add_argument("--phase")
-    p.add_argument("--last-event-id")
+    p = sub.add_parser(
+        "listen",
+        help="print the stream (JSON lines), resuming after drops",
+        epilog=ENVIRONMENT,
+        formatter_class=RAW,
+    )
+    p.add_argument("--module", help="only glints of this module (a glob: memory.*)")
+    p.add_argument("--phase", help="only glints of this phase")
+    p.add_argument("--last-event-id", help="start after this event id (a seq)")
     p.add_argument("--count", type=int, default=0, help="stop after this many glints (0: never)")
-    p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument("--url", default=DEFAULT_URL, help=URL_HELP)
     p.add_argument(
         "--token",
         default=os.environ.get("SPIRAL_TOKEN"),
@@ -76,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser(
         "demo", help="the seed's glint↔stream synchronization test, against a server"
     )
-    p.add_argument("--url", default=DEFAULT_URL)
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--url", default=DEFAULT_URL, help=URL_HELP)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step")
     p.add_argument(
         "--token",
         default=os.environ.get("SPIRAL_TOKEN"),
@@ -88,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "target", metavar="module:Class", help="e.g. examples.memory_keeper:MemoryKeeper"
     )
-    p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument("--url", default=DEFAULT_URL, help=URL_HELP)
     p.add_argument(
         "--token",
         default=os.environ.get("SPIRAL_TOKEN"),
@@ -103,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":  # before anything imports ssl: gevent patches it in the worker
         return _serve(args)
+    import requests
+
     from .client import SpiralError
 
     try:
@@ -111,8 +134,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpiralError as exc:
         print(f"spiral: refused: {exc}", file=sys.stderr)
         return 1
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        # One line, not urllib3's traceback: where, why in a few words, and what to check.
+        print(
+            f"spiral: cannot reach {args.url} ({unreachable(exc)}). Is `spiral serve` running "
+            "there? Set --url or SPIRAL_URL to the hub's address.",
+            file=sys.stderr,
+        )
+        return 3
     except KeyboardInterrupt:
         return 130
+
+
+def unreachable(exc: BaseException | str) -> str:
+    """Why a request did not reach the server, in a few words: "connection refused"."""
+    text = str(exc)
+    for needle, words in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host"),
+        ("Failed to resolve", "unknown host"),
+        ("No route to host", "no route to host"),
+        ("Connection reset", "connection reset"),
+        ("ChunkedEncodingError", "the stream was cut"),
+        ("Timeout", "no answer in time"),
+        ("timed out", "no answer in time"),
+    ):
+        if needle in text or needle in type(exc).__name__:
+            return words
+    return "the connection failed"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -180,6 +229,8 @@ def _emit(args: argparse.Namespace) -> int:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    """The stream as JSON lines on stdout; on stderr, what the connection is doing (connecting,
+    connected, retrying and why), so a hub that is down is not an unexplained silence."""
     from .client import listen
 
     seen = 0
@@ -189,6 +240,7 @@ def _listen(args: argparse.Namespace) -> int:
         phase=args.phase,
         last_event_id=args.last_event_id,
         token=args.token,
+        on_status=ConnectionNotes(),
     ):
         print(
             orjson.dumps({"event": event.event, "id": event.id, "data": event.data}).decode(),
@@ -199,6 +251,38 @@ def _listen(args: argparse.Namespace) -> int:
             if args.count and seen >= args.count:
                 return 0
     return 0
+
+
+class ConnectionNotes:
+    """Prints a Listener's connection state to stderr: each change once, and a reminder every
+    RETRY_NOTE seconds while it keeps failing (not one line per attempt)."""
+
+    RETRY_NOTE = 10.0
+
+    def __init__(self) -> None:
+        self.failing_since: float | None = None
+        self.noted = 0.0
+
+    def __call__(self, state: str, detail: str) -> None:
+        now = time.monotonic()
+        if state == "connecting":
+            _note(f"connecting to {detail} …")
+        elif state == "connected":
+            if self.failing_since is not None or not self.noted:
+                _note(f"connected to {detail}")
+            self.failing_since, self.noted = None, now
+        elif state == "retrying":
+            if self.failing_since is None:
+                self.failing_since, self.noted = now, now
+                _note(f"cannot connect ({unreachable(detail)}); retrying every second …")
+            elif now - self.noted >= self.RETRY_NOTE:
+                self.noted = now
+                waited = round(now - self.failing_since)
+                _note(f"still retrying ({unreachable(detail)}, for {waited} s) …")
+
+
+def _note(text: str) -> None:
+    print(f"spiral: {text}", file=sys.stderr, flush=True)
 
 
 def _agent(args: argparse.Namespace) -> int:

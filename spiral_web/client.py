@@ -10,7 +10,7 @@ import socket
 import threading
 import uuid
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,9 +108,16 @@ def parse_sse(chunks: Iterator[bytes]) -> Iterator[StreamEvent | int]:
                 yield int(value)
 
 
+# What a Listener tells `on_status` while it connects: ("connecting", url), ("connected", url),
+# ("retrying", why the last attempt failed or ended: the error's type and text). The CLI prints
+# them; a program may log them.
+StatusCallback = Callable[[str, str], None]
+
+
 class Listener:
     """The stream at `GET /stream` as an iterable that reconnects with `Last-Event-ID`, so nothing
-    is missed or repeated. `close()` ends it from any thread, even while it waits for data."""
+    is missed or repeated. `close()` ends it from any thread, even while it waits for data;
+    `on_status` hears it connect, and why it retries."""
 
     def __init__(
         self,
@@ -122,8 +129,10 @@ class Listener:
         token: str | None = None,
         reconnect: bool = True,
         read_timeout: float = 60.0,
+        on_status: StatusCallback | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.on_status = on_status
         self.params = {k: v for k, v in (("module", module), ("phase", phase)) if v}
         self.last_event_id = None if last_event_id is None else str(last_event_id)
         self.token = token if token is not None else os.environ.get("SPIRAL_TOKEN")
@@ -136,7 +145,9 @@ class Listener:
 
     def __iter__(self) -> Iterator[StreamEvent]:
         delay = 1.0
+        self._status("connecting", f"{self.url}/stream")
         while not self._closed.is_set():
+            why = "the stream ended"
             headers = {"Accept": "text/event-stream"}
             if self.last_event_id is not None:
                 headers["Last-Event-ID"] = self.last_event_id
@@ -159,6 +170,7 @@ class Listener:
                     self.worker = resp.headers.get("X-Spiral-Worker")  # which server process
                     if self._closed.is_set():
                         return
+                    self._status("connected", f"{self.url}/stream")
                     for item in parse_sse(resp.iter_content(chunk_size=None)):
                         if isinstance(item, int):
                             delay = item / 1000
@@ -170,9 +182,10 @@ class Listener:
                 requests.ConnectionError,
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
-            ):
+            ) as exc:
                 if self._closed.is_set():
                     return
+                why = f"{type(exc).__name__}: {exc}"
             except Exception:
                 if self._closed.is_set():  # whatever a read says when close() pulls the socket
                     return
@@ -182,7 +195,12 @@ class Listener:
                     self._response = None
             if not self.reconnect:
                 return
+            self._status("retrying", why)
             self._closed.wait(delay)
+
+    def _status(self, state: str, detail: str) -> None:
+        if self.on_status is not None:
+            self.on_status(state, detail)
 
     def close(self) -> None:
         """End the iteration; safe from another thread and from a signal handler's thread."""
@@ -222,9 +240,11 @@ def listen(
     token: str | None = None,
     reconnect: bool = True,
     read_timeout: float = 60.0,
+    on_status: StatusCallback | None = None,
 ) -> Iterator[StreamEvent]:
     """Yield events from `GET /stream` forever, reconnecting with `Last-Event-ID` so nothing is
-    missed or repeated. Stop by breaking out of the loop (or use `Listener` and its `close()`)."""
+    missed or repeated. Stop by breaking out of the loop (or use `Listener` and its `close()`).
+    `on_status(state, detail)` hears "connecting", "connected" and "retrying" (with why)."""
     listener = Listener(
         url,
         module=module,
@@ -233,6 +253,7 @@ def listen(
         token=token,
         reconnect=reconnect,
         read_timeout=read_timeout,
+        on_status=on_status,
     )
     try:
         yield from listener

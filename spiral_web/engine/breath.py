@@ -275,6 +275,7 @@ class BreathEngine:
         with self._lock:
             until = self._blocked.pop(source, None)
             was = until is not None and until > now
+            self._climate.forgive(source)
             kept: list[Alert] = []
             for alert in self._alerts:
                 rest = tuple(s for s in alert.sources if s != source)

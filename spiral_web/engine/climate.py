@@ -82,6 +82,13 @@ class ClimateTracker:
             self._better_since = now if raw != self._level else None
         return self._level
 
+    def forgive(self, source: str) -> None:
+        """Forget `source`'s rejected requests (an admin lifted its block: the watcher must not
+        block it again at its next glint for what it already answered for)."""
+        counters = self._by_source.get(source)
+        if counters is not None:
+            self._by_source[source] = (counters[0], SecondCounter(self.config.climate_window))
+
     def heavy(self, source: str, now: float, span: int) -> bool:
         """True when `source` sent at least the average share of the last `span` seconds'
         accepted input (the average over the sources that sent any)."""

@@ -54,9 +54,10 @@ def cross_origin() -> bool:
     return origin == "null" or urlsplit(origin).netloc != request.host
 
 
-def count_rejection(who: str) -> None:
-    """Count a refused request against `who` for the climate, unless a page of another origin
-    made a browser send it: any web page can, from the very address local publishers share, so
-    counting it would let any site get them blocked."""
+def count_rejection(who: str, status: int = 0, reason: str = "") -> None:
+    """Count a refused request against `who` for the climate and the refusals log (with its
+    status and reason), unless a page of another origin made a browser send it: any web page can,
+    from the very address local publishers share, so counting it would let any site get them
+    blocked."""
     if not cross_origin():
-        spiral().breath.record_rejection(who)
+        spiral().breath.record_rejection(who, status, reason)

@@ -149,11 +149,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        _count_rejection(status)
+        code = _CODES.get(status, exc.name.lower().replace(" ", "_"))
+        _count_rejection(status, code)
         message = exc.description or exc.name
         if status == 413:
             message = f"the body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        return error(status, _CODES.get(status, exc.name.lower().replace(" ", "_")), message)
+        return error(status, code, message)
 
     @app.errorhandler(RecordUnavailable)
     def _record_unavailable(exc: RecordUnavailable) -> Response:  # a read: try again later
@@ -163,7 +164,7 @@ def init_app(app: Flask) -> None:
     def _overflow(exc: OverflowError) -> Response:
         # A number past what SQLite (64-bit) or a float can hold, from any query or header that
         # was checked only for being a number: the request is at fault, so a 400, not a 500.
-        _count_rejection(400)
+        _count_rejection(400, "out_of_range")
         return error(400, "out_of_range", "a number in this request is too large")
 
     @app.errorhandler(Exception)
@@ -176,7 +177,7 @@ def init_app(app: Flask) -> None:
 
 def refuse(exc: ApiError | GlintError) -> Response:
     """The answer to a refusal, counted for the climate when it is one that counts."""
-    _count_rejection(exc.status)
+    _count_rejection(exc.status, exc.error)
     response = json_response(exc.to_dict(), exc.status)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="spiral"'
@@ -191,10 +192,10 @@ def error(status: int, code: str, message: str) -> Response:
     return json_response({"error": code, "message": message}, status)
 
 
-def _count_rejection(status: int) -> None:
+def _count_rejection(status: int, reason: str) -> None:
     """Rejected writes, refused credentials and input refused for now (429, so a source that
     ignores Retry-After stays suspicious) feed the climate: many from one source make it
     suspicious. Not what a page of another site made a browser send (common.count_rejection)."""
     write = request.method == "POST" and 400 <= status < 500 and status != 404
     if write or status in (401, 403, 429):
-        count_rejection(source())
+        count_rejection(source(), status, reason)

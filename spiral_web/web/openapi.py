@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ..engine.glints import GlintIn
+from . import operators
 from . import schemas as s
 from .admin import ClimateOverrideIn, OverrideAnswer, PhaseOverrideIn
 
@@ -31,6 +32,7 @@ MODELS: list[type[BaseModel]] = [
     PhaseOverrideIn,
     ClimateOverrideIn,
     OverrideAnswer,
+    *operators.MODELS,
 ]
 
 
@@ -356,6 +358,7 @@ def build_openapi(version: str) -> dict[str, Any]:
             },
         },
     }
+    doc["paths"].update(operators.openapi_paths())
     for item in doc["paths"].values():  # any operation may meet the token checks (web/auth/)
         for op in item.values():
             for code in (401, 403):

@@ -203,7 +203,7 @@ class _Connection:
         except ConnectionClosed:
             max_size = self.ws.max_message_size
             if max_size and self.ws.incoming_message_len > max_size:  # the library sent 1009
-                self.hub.breath.record_rejection(self.source)
+                self.hub.breath.record_rejection(self.source, 1009, "frame_too_large")
         finally:
             self._stop_pump()
             self.closed = True
@@ -245,7 +245,7 @@ class _Connection:
                 self._emit(frame, ref)
         except REFUSALS as exc:
             if kind in ("emit", None):  # as a refused POST counts; a bad filter, like a bad
-                self.hub.breath.record_rejection(self.source)  # GET, does not
+                self.hub.breath.record_rejection(self.source, exc.status, exc.error)  # GET: no
             self._reply({"type": "error", "ref": ref, **exc.to_dict()})
         except Exception:
             log.exception("websocket frame failed")

@@ -85,3 +85,13 @@ def test_invoked_rituals_say_what_they_did(make):
     assert watcher["result"]["message"].startswith("the climate is clear")
     assert hub.breath.state().alerts == ()
     assert [r["status"] for r in runs(hub, "suspicion_watcher")] == ["ok"]
+
+
+def test_a_lifted_source_is_not_blocked_again_for_what_it_already_answered_for(make):
+    hub = make()
+    for _ in range(40):
+        hub.breath.record_rejection("10.0.0.9", 422, "invalid_glint")
+    assert hub.engine.invoke("suspicion_watcher")["result"]["sources"] == ["10.0.0.9"]
+    assert hub.breath.unblock("10.0.0.9") is True
+    assert hub.breath.suspects() == {}  # its refusals are forgiven with the block
+    assert hub.breath.refusal("10.0.0.9") is None

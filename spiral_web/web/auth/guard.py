@@ -43,7 +43,7 @@ def guard() -> Any:
             check_csrf()
         except ApiError as exc:
             if current_app.view_functions[endpoint] is sign_in_post:  # the page says why
-                count_rejection(address())
+                count_rejection(address(), 403, exc.error)
                 return sign_in_page(exc.message, 403)
             raise
     problem = _role_refusal(access)
@@ -58,7 +58,7 @@ def guard() -> Any:
             )
             return response
         back = _here() if request.method == "GET" else url_for("dashboard.index")
-        count_rejection(address())
+        count_rejection(address(), 401, problem.error)
         return redirect(url_for("auth.sign_in", next=back), 303)
     raise problem
 

@@ -33,7 +33,7 @@ def sign_in_post():
             raise Unauthorized("enter a token")
         who = check_token(given, "session")
     except ApiError as exc:
-        count_rejection(address())
+        count_rejection(address(), exc.status, exc.error)
         html, status, headers = sign_in_page(
             exc.message, exc.status if exc.status in (401, 429) else 403
         )

@@ -10,11 +10,13 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 
 from ...engine.events import Filters
+from .. import operators
 from ..auth.identity import signed_in
 from ..common import spiral
 from ..errors import ApiError
 from ..queries import stream_filters
 from .activity import activity
+from .invoking import asks_first
 
 FIRST_RENDER = 100  # rows in the first render
 TIMELINE_LIMIT = 200  # rows the page keeps; older ones are a click away
@@ -59,6 +61,8 @@ def timeline_context(args: Any) -> dict[str, Any]:
 
 
 def admin_context() -> dict[str, Any]:
+    """The admin panel: its controls, the rituals (and which ask to be confirmed), and what
+    blocks input now with the way out."""
     hub = spiral()
     who = signed_in()  # a signed-in admin's session already proves it: no token field then
     return {
@@ -66,7 +70,10 @@ def admin_context() -> dict[str, Any]:
         and not (who is not None and who.can("admin")),
         "override_minutes": OVERRIDE_MINUTES,
         "rituals": hub.rituals.describe(),
+        "disruptive": {name for name, spec in hub.rituals.specs.items() if asks_first(spec)},
+        "protection": operators.protection(),
         "invoked": None,
+        "confirming": None,
     }
 
 

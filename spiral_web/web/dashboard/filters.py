@@ -1,5 +1,5 @@
-"""Template filters and globals: the breath's timing, sparklines, JSON as text, and ritual runs
-in a few words."""
+"""Template filters and globals: the breath's timing, sparklines, JSON as text, ritual runs in a
+few words, and times as people say them ("for 4 more minutes")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from ...engine.breath import CLIMATES, CYCLE, PHASES
+from ...engine.breath import CLIMATES, CYCLE, PHASES, iso
+from ..common import spiral
 from . import bp
 
 
@@ -25,6 +26,69 @@ def countdown(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s}s"
+
+
+def seconds_in_words(seconds: float, prep: str = "for") -> str:
+    """'for 40 more seconds', 'for 4 more minutes', 'for 2 more hours' (prep "for"); 'in 40
+    seconds' (prep "in"); '5 minutes' (no prep). Minutes are rounded: nobody says "3 m 58 s"."""
+    s = max(0, math.ceil(seconds))
+    if s < 60:
+        n, unit = s, "second"
+    elif s < 3600:
+        n, unit = max(1, round(s / 60)), "minute"
+    else:
+        n, unit = max(1, round(s / 3600)), "hour"
+    words = f"{n} {unit}{'s' if n != 1 else ''}"
+    if prep == "for":
+        return f"for {n} more {words.split(' ', 1)[1]}"
+    return f"{prep} {words}" if prep else words
+
+
+@bp.app_template_filter("words_for")
+def words_for(seconds: float) -> str:
+    """'for 4 more minutes', from a number of seconds."""
+    return seconds_in_words(seconds)
+
+
+@bp.app_template_filter("span")
+def span(seconds: float) -> str:
+    """'5 minutes', from a number of seconds."""
+    return seconds_in_words(seconds, "")
+
+
+@bp.app_template_filter("time_left")
+def time_left(until: str | None, now: str | float | None = None, prep: str = "for") -> str:
+    """How long until `until` (ISO 8601), from `now` (ISO, epoch seconds, default the hub's
+    clock), in words: "for 4 more minutes"."""
+    if not until:
+        return ""
+    if now is None:
+        start = spiral().clock.now()
+    elif isinstance(now, str):
+        start = _ts(now)
+    else:
+        start = float(now)
+    return seconds_in_words(_ts(until) - start, prep)
+
+
+@bp.app_template_global()
+def hub_now() -> str:
+    """The hub's clock now (ISO 8601): pages count "for N more minutes" from it."""
+    return iso(spiral().clock.now())
+
+
+@bp.app_template_filter("clock_time")
+def clock_time(iso: str | None, seconds: bool = True) -> str:
+    """'17:05:12 UTC' from an ISO 8601 UTC time: what the pages show, with its zone."""
+    if not iso:
+        return ""
+    return f"{iso[11:19] if seconds else iso[11:16]} UTC"
+
+
+@bp.app_template_filter("date_time")
+def date_time(iso: str | None) -> str:
+    """'2026-12-01 17:05:12 UTC'."""
+    return f"{iso[:10]} {iso[11:19]} UTC" if iso else ""
 
 
 @bp.app_template_global()

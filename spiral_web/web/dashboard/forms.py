@@ -1,4 +1,5 @@
-"""The dashboard's forms: emit a glint, the breath controls, the ritual control.
+"""The dashboard's forms: emit a glint, the breath controls, the ritual control (with its
+confirmation for rituals that block or pause).
 
 Each answers htmx with its panel (errors inline, with the status that says why) and a browser
 without JavaScript with a redirect to the page, or the page with the errors in it."""
@@ -20,38 +21,51 @@ from ..errors import REFUSALS, Invalid
 from ..htmx import is_htmx
 from . import bp
 from .context import admin_context, page_context, with_triggers
+from .invoking import aftermath, asks_first, risk
+from .wording import for_people, json_problem, refusal_words
 
 
 @bp.post("/dashboard/emit")
 @access("publish", page=True, rate_limited=True)
 def emit():
-    """The emit form. With htmx: answers the form partial (errors inline, 422). Else the page."""
+    """The emit form. With htmx: answers the form partial (errors inline, 422). Else the page.
+    After a glint is sent, the module and phase stay (the next one is often from the same
+    sender); the context, which is what changes, is cleared."""
     form = {k: request.form.get(k, "") for k in ("module", "phase", "context")}
     errors: list[dict[str, str]] = []
-    notice = None
+    notice = emitted = None
     status = 200
     try:
         try:
             context = orjson.loads(form["context"]) if form["context"].strip() else {}
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             raise Invalid(
                 "invalid_glint",
                 "context: not valid JSON",
-                [{"field": "context", "problem": "not valid JSON"}],
+                [{"field": "context", "problem": json_problem(exc)}],
             ) from None
         data = validate_glint(
             {"module": form["module"].strip(), "phase": form["phase"] or None, "context": context}
         )
         result = spiral().orchestrator.emit(data, source())
-        notice = f"Glint {result.glint.id} broadcast (seq {result.glint.seq})."
-        form = {}
+        emitted = result.glint
+        notice = f"Glint {emitted.id} broadcast (seq {emitted.seq})."
+        form = {"module": form["module"].strip(), "phase": form["phase"]}
     except REFUSALS as exc:  # invalid (422), or refused while the hub protects itself (429)
-        spiral().breath.record_rejection(source())
-        errors = exc.details or [{"field": "", "problem": exc.message}]
+        spiral().breath.record_rejection(source(), exc.status, exc.error)
+        wait = getattr(exc, "retry_after", None)
+        errors = [for_people(d) for d in exc.details] or [
+            {"field": "", "problem": refusal_words(exc.status, exc.error, exc.message, wait)}
+        ]
         status = exc.status
     if is_htmx():
         html = render_template(
-            "dashboard/_emit_form.html", form=form, form_errors=errors, notice=notice, phases=PHASES
+            "dashboard/_emit_form.html",
+            form=form,
+            form_errors=errors,
+            notice=notice,
+            emitted=emitted,
+            phases=PHASES,
         )
         return html, status
     if not errors:
@@ -69,10 +83,10 @@ def admin_form():
     action = form.get("do", "")
     errors: dict[str, str] = {}
     notice = None
-    status = 200
-    refusal = _admin_refusal()
+    status, reason = 200, ""
+    refusal = admin_refusal_of_form()
     if refusal is not None:
-        status, field, errors[field] = refusal
+        status, field, errors[field], reason = refusal
     else:
         try:
             minutes = float(form.get("minutes") or 5)
@@ -92,13 +106,13 @@ def admin_form():
                 admin.set_climate(None, 0)
                 notice = "Climate override released; traffic decides again."
             else:
-                status, errors["form"] = 400, "choose an action"
+                status, reason, errors["form"] = 400, "bad_request", "choose an action"
         except REFUSALS as exc:
-            status = exc.status
+            status, reason = exc.status, exc.error
             for d in exc.details or [{"field": "form", "problem": exc.message}]:
                 errors[d["field"]] = d["problem"]
-    if status >= 400:
-        spiral().breath.record_rejection(source())  # refused admin actions count for the climate
+    if status >= 400:  # refused admin actions count for the climate
+        spiral().breath.record_rejection(source(), status, reason)
     if is_htmx():
         html = render_template(
             "dashboard/_admin.html",
@@ -119,47 +133,62 @@ def admin_form():
 @access("admin", page=True, token_field=True)
 def invoke_ritual(name: str):
     """The admin panel's ritual control: run a ritual now, as `POST /api/rituals/<name>/invoke`
-    does, and answer the panel with the run's result inline (the run itself streams to the log)."""
+    does, and answer the panel with the run's result inline (the run itself streams to the log).
+
+    A ritual that blocks or pauses (invoking.asks_first) first answers with a confirmation in
+    the panel; its "Yes" posts `confirm=<name>` here again, its "Cancel" `cancel=<name>`."""
     hub = spiral()
     errors: dict[str, str] = {}
     run = None
-    status = 200
-    refusal = _admin_refusal()
-    if name not in hub.rituals.specs:
-        status, errors["form"] = 404, "no such ritual"
+    confirming = None
+    status, reason = 200, ""
+    refusal = admin_refusal_of_form()
+    spec = hub.rituals.specs.get(name)
+    if spec is None:
+        status, reason, errors["form"] = 404, "not_found", "no such ritual"
     elif refusal is not None:
-        status, field, errors[field] = refusal
+        status, field, errors[field], reason = refusal
+    elif request.form.get("cancel") == name:
+        pass  # the panel says nothing was changed
+    elif asks_first(spec) and request.form.get("confirm") != name:
+        confirming = {"ritual": name, "risk": risk(spec, hub.breath.state())}
     else:
         run = hub.rituals.invoke(name)  # what the JSON API's invoke calls
         if run is None:
-            status, errors["form"] = 503, "the ritual ran but its run could not be recorded"
-    if status >= 400:
-        hub.breath.record_rejection(source())  # refused admin actions count for the climate
-    invoked: dict[str, Any] = {
+            status, reason = 503, "store_unavailable"
+            errors["form"] = "the ritual ran but its run could not be recorded"
+    if status >= 400:  # refused admin actions count for the climate
+        hub.breath.record_rejection(source(), status, reason)
+    invoked: dict[str, Any] | None = {
         "ritual": name,
         "run": with_triggers([run])[0] if run else None,
+        "after": aftermath(run),
         "error": next(iter(errors.values()), None),
     }
+    if confirming is not None:
+        invoked = None
     token_error = {"token": errors["token"]} if "token" in errors else {}
+    extra = {"invoked": invoked, "confirming": confirming}
     if is_htmx():
         html = render_template(
             "dashboard/_admin.html",
             admin_form=request.form,
             admin_errors=token_error,
             admin_notice=None,
-            **{**admin_context(), "invoked": invoked},
+            **{**admin_context(), **extra},
         )
         return html, status
     if run is not None:
         return redirect(url_for("dashboard.index") + f"#run-{run['seq']}", 303)
     return render_template(
         "dashboard/index.html",
-        **page_context(admin_form=request.form, admin_errors=token_error, invoked=invoked),
+        **page_context(admin_form=request.form, admin_errors=token_error, **extra),
     ), status
 
 
-def _admin_refusal() -> tuple[int, str, str] | None:
-    """Why this form post may not act as admin, as (status, field, message); None when it may.
+def admin_refusal_of_form() -> tuple[int, str, str, str] | None:
+    """Why this form post may not act as admin, as (status, field, message, error code); None
+    when it may.
 
     `admin_refusal` decides, as the guard does for the JSON API: a token typed into the panel's
     field, else the bearer header or the signed-in session. The guard has already refused a post
@@ -167,7 +196,7 @@ def _admin_refusal() -> tuple[int, str, str] | None:
     `token_field`, so it checked `read` only)."""
     problem = admin_refusal(request.form.get("token") or None)
     if problem is not None:
-        return problem.status, "token", problem.message
+        return problem.status, "token", problem.message, problem.error
     return None
 
 

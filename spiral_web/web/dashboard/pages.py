@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template, request, url_for
+from typing import Any
 
+import orjson
+from flask import redirect, render_template, request, url_for
+
+from ...engine.glints import validate_glint
 from ..access import access
-from ..common import spiral
-from ..errors import BadRequest
+from ..auth.tokens import tokens
+from ..common import source, spiral
+from ..errors import BadRequest, NotFound
 from ..htmx import is_htmx
 from . import bp
 from .context import page_context, timeline_context, timeline_filters
@@ -60,12 +65,50 @@ def older():
 @bp.get("/dashboard/glints/<glint_id>")
 @access("read", page=True)
 def glint(glint_id: str):
-    """One glint: its context and lineage. A partial for htmx, a page without it."""
+    """One glint: its context and lineage, and ways to copy, share or send it again. A partial
+    for htmx, a page without it; an unknown id is a 404 page (or partial), not a JSON body."""
     found = spiral().lineage(glint_id)
     if found is None:
         if is_htmx():
             return render_template("dashboard/_glint_missing.html", glint_id=glint_id), 404
-        abort(404)
+        return render_template("dashboard/glint_page.html", lineage=None, glint_id=glint_id), 404
+    ctx = {"lineage": found, "share": share_texts(found["glint"])}
     if is_htmx():
-        return render_template("dashboard/_glint_detail.html", lineage=found)
-    return render_template("dashboard/glint_page.html", lineage=found)
+        return render_template("dashboard/_glint_detail.html", **ctx)
+    return render_template("dashboard/glint_page.html", **ctx)
+
+
+@bp.post("/dashboard/glints/<glint_id>/republish")
+@access("publish", page=True, rate_limited=True)
+def republish(glint_id: str):
+    """Send a glint again as a new one: the same module, phase and context, a new id and seq
+    (an explicit action, from its detail). Refusals answer as any form's do (problems.py)."""
+    hub = spiral()
+    old = hub.store.get(glint_id)
+    if old is None:
+        raise NotFound(f"no glint with id {glint_id!r} is stored")
+    data = validate_glint({"module": old.module, "phase": old.phase, "context": old.context})
+    new = hub.orchestrator.emit(data, source()).glint
+    url = url_for("dashboard.glint", glint_id=new.id)
+    if not is_htmx():
+        return redirect(url, 303)
+    return render_template("dashboard/_republished.html", glint=new.to_dict(), url=url)
+
+
+def share_texts(glint: dict[str, Any]) -> dict[str, str]:
+    """The glint as JSON, as a `curl` command that publishes it again, and the address that opens
+    its detail on the live dashboard: the texts the detail's copy buttons copy."""
+    body = orjson.dumps(
+        {"module": glint["module"], "phase": glint["phase"], "context": glint["context"]}
+    ).decode()
+    quoted = "'" + body.replace("'", "'\\''") + "'"  # one shell word, whatever the context holds
+    target = request.url_root.rstrip("/") + url_for("stream.emit")
+    lines = [f"curl -X POST '{target}'", "  -H 'Content-Type: application/json'"]
+    if tokens().publish_required:
+        lines.append('  -H "Authorization: Bearer $SPIRAL_TOKEN"')
+    lines.append(f"  -d {quoted}")
+    return {
+        "json": orjson.dumps(glint, option=orjson.OPT_INDENT_2).decode(),
+        "curl": " \\\n".join(lines),
+        "link": url_for("dashboard.index", glint=glint["id"], _external=True),
+    }
