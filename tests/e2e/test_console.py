@@ -53,7 +53,13 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def advance(server, seconds: float) -> dict:
-    return requests.post(server.url + "/_test/clock", json={"advance": seconds}, timeout=10).json()
+    """Move the server's fake clock (on a hub with tokens, only the admin may)."""
+    headers = bearer(ADMIN) if "SPIRAL_ADMIN_TOKEN" in server.env else {}
+    resp = requests.post(
+        server.url + "/_test/clock", json={"advance": seconds}, headers=headers, timeout=10
+    )
+    resp.raise_for_status()
+    return resp.json()
 
 
 def sign_in(page: Page, server, token: str = ADMIN) -> None:
