@@ -9,6 +9,14 @@ from .pg import PostgresCluster
 from .support import ServerProcess
 
 
+def pytest_configure(config):
+    """Browser assertions wait for their condition up to 15 s, not Playwright's 5: on a busy
+    two-core machine a page (and the server behind it) can take longer to get there."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+
+
 @pytest.fixture
 def app(tmp_path):
     """An app on a real SQLite file in a temporary folder, with a fake clock and no ticker."""
