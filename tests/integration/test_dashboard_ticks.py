@@ -1,14 +1,17 @@
 """The dashboard's stream a tick at a time: a burst is one message (one htmx swap) of rows, more
-rows than the page keeps replace its list, state panels carry only their newest state, and every
-message ends with a stream mark."""
+rows than the page keeps replace its list, state panels carry only their newest state, every
+message ends with a stream mark, and the subscription is read once a tick."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
 from spiral_web import create_app
+from spiral_web.bus.memory import MemoryHub
+from spiral_web.web.dashboard.stream import Ticked
 
 from ..sse import SSEReader
 from ..support import emit
@@ -130,3 +133,23 @@ def test_every_message_ends_with_a_stream_mark_from_this_server(app):
         ages.append(int(mark.group(1)))
         assert mark.group(2) == server
     assert ages == sorted(ages)  # milliseconds since this stream opened, not a clock's time
+
+
+def test_a_subscription_is_read_once_a_tick_and_looked_at_again_when_asked():
+    hub = MemoryHub()
+    asked = {"again": False}
+    ticked = Ticked(hub.subscribe(), 0.2, again=lambda: asked["again"])
+    for i in range(3):
+        hub.publish("glint_emission", {"i": i}, seq=i + 1)
+    assert [e.seq for e in ticked.wait(5)] == [1, 2, 3]  # after a quiet spell: at once
+    hub.publish("glint_emission", {"i": 3}, seq=4)
+    hub.publish("glint_emission", {"i": 4}, seq=5)
+    start = time.monotonic()
+    assert [e.seq for e in ticked.wait(5)] == [4, 5]  # the next read waits for its tick
+    assert time.monotonic() - start >= 0.19
+    # Nothing new: the caller's timeout, unless the writer asks to look again a tick later.
+    start = time.monotonic()
+    assert ticked.wait(0.5) == [] and time.monotonic() - start >= 0.49
+    asked["again"] = True
+    start = time.monotonic()
+    assert ticked.wait(30) == [] and time.monotonic() - start < 10

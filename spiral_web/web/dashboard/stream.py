@@ -96,7 +96,7 @@ def stream():
         resume = newest
     greeting += writer.write([])  # the statistics as they are now, and the first stream mark
     feed = listener_feed(
-        Ticked(sub, TICK_SECONDS),
+        Ticked(sub, TICK_SECONDS, again=lambda: writer.owed),
         hub.store,
         resume,
         filters,
@@ -114,14 +114,16 @@ class Ticked:
     so a busy hub hands each dashboard one batch per tick; a read after a quiet spell returns at
     once. When a tick brings more than BUSY events, the next ones are also drained every DRAIN
     seconds (into the same batch), so that a reader waiting for its tick never falls further
-    behind than the hub's buffer and gets dropped. (The sleeps yield to other greenlets.)"""
+    behind than the hub's buffer and gets dropped. While `again()` says so, a read with nothing
+    new returns after a tick instead of the caller's timeout. (The sleeps yield to greenlets.)"""
 
     BUSY = 512
     DRAIN = 0.05
 
-    def __init__(self, sub: Subscription, tick: float) -> None:
+    def __init__(self, sub: Subscription, tick: float, again: Callable[[], bool]) -> None:
         self._sub = sub
         self._tick = tick
+        self._again = again
         self._last = float("-inf")
         self._busy = False
 
@@ -138,9 +140,12 @@ class Ticked:
             if self._busy:
                 events += self._sub.wait(0)
             rest = self._last + self._tick - time.monotonic()
-        events += self._sub.wait(
-            max(0.0, timeout - (time.monotonic() - start)) if not events else 0
-        )
+        if not events:  # a quiet tick: wait for the next event, or a tick when asked again
+            if self._again():
+                timeout = min(timeout, self._tick)
+            events = self._sub.wait(max(0.0, timeout - (time.monotonic() - start)))
+        else:
+            events += self._sub.wait(0)
         if events:
             self._last = time.monotonic()
         self._busy = len(events) > self.BUSY
@@ -182,6 +187,9 @@ class TickWriter:
         self.panels = panels
         self.script_root = script_root
         self.opened = time.monotonic()
+        # Rows went out with statistics that may be a moment older than them (one snapshot serves
+        # every dashboard for FIGURES_EVERY): look again a tick later, even if nothing new comes.
+        self.owed = False
         self._figures: object = None
         self._detail: object = None
         self._detail_at = float("-inf")
@@ -209,6 +217,7 @@ class TickWriter:
             parts.append(self.panels.rituals(runs[-1].seq or 0))
         parts.append(breath_html)
         parts.extend(self._statistics())
+        self.owed = bool(rows or run_rows)
         named = b"".join(e.sse for e in batch if e.kind not in _RENDERED)
         if not any(parts):
             return named
