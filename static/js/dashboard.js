@@ -374,12 +374,18 @@
         return;
       }
       if (server === undefined) {
-        conn.retry += 1;
-        reconnectSoon(Math.min(10_000, 500 * 2 ** conn.retry) * (0.8 + Math.random() * 0.4));
+        reconnectSoon(backoff());
         return;
       }
       connect();
     }, delay);
+  }
+
+  // Each failure in a row waits longer (up to 10 s), a little at random so that pages do not all
+  // come back in the same moment; a live connection starts the count again.
+  function backoff() {
+    conn.retry += 1;
+    return Math.min(10_000, 500 * 2 ** conn.retry) * (0.8 + Math.random() * 0.4);
   }
 
   function lost(delay) {
@@ -418,11 +424,11 @@
   });
   document.addEventListener("htmx:sse:close", (evt) => {
     // An element swapped out (a new filter) closes its stream on purpose; its successor connects.
-    if (fromLive(evt) && evt.target.isConnected) lost(500);
+    if (fromLive(evt) && evt.target.isConnected) lost(backoff());
   });
   // The connect itself failed (no server) or was refused (a 4xx or 5xx instead of a stream).
-  document.addEventListener("htmx:error", (evt) => { if (fromLive(evt)) lost(1000); });
-  document.addEventListener("htmx:response:error", (evt) => { if (fromLive(evt)) lost(1000); });
+  document.addEventListener("htmx:error", (evt) => { if (fromLive(evt)) lost(backoff()); });
+  document.addEventListener("htmx:response:error", (evt) => { if (fromLive(evt)) lost(backoff()); });
 
   // How far behind the page is: each message ends with a stream mark, how long the stream had
   // been open when the message was written. Its arrival time minus that is steady while the page
