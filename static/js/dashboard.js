@@ -65,18 +65,21 @@
   // -- times -------------------------------------------------------------------------------------
   // The server writes times in UTC (true without JavaScript). Here they read in this browser's
   // zone, named in the top bar, or in UTC when the reader chose so (remembered). Only the text of
-  // <time datetime> elements changes; its precision is what the server wrote (HH:MM, HH:MM:SS, or
-  // a date and time), kept in data-time.
+  // <time datetime> elements changes; its shape is what the server wrote (HH:MM, HH:MM:SS, or a
+  // date and time; named with its zone when the server named it "UTC"), kept in data-time.
   const TIME_KEY = "spiral.times";
   const zone = { utc: false, name: Intl.DateTimeFormat().resolvedOptions().timeZone || "local" };
   try { zone.utc = localStorage.getItem(TIME_KEY) === "utc"; } catch { /* storage refused */ }
   const formats = new Map();
 
-  function precision(text) {
-    if (/^\d\d:\d\d$/.test(text)) return "minute";
-    if (/^\d\d:\d\d:\d\d$/.test(text)) return "second";
-    if (/^\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?$/.test(text)) return "date";
-    return "none"; // a countdown, or text we do not own
+  function shape(text) {
+    const named = text.endsWith(" UTC");
+    const clock = named ? text.slice(0, -4) : text;
+    let kind = "none"; // a countdown, words ("for 4 more minutes"): not ours to change
+    if (/^\d\d:\d\d$/.test(clock)) kind = "minute";
+    else if (/^\d\d:\d\d:\d\d$/.test(clock)) kind = "second";
+    else if (/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(clock)) kind = "date";
+    return kind !== "none" && named ? `${kind} named` : kind;
   }
 
   function clockParts(when) {
@@ -101,14 +104,16 @@
 
   function localize(root) {
     for (const el of root.querySelectorAll("time[datetime]")) {
-      const kind = el.dataset.time || (el.dataset.time = precision(el.textContent.trim()));
+      const [kind, named] = (el.dataset.time ||= shape(el.textContent.trim())).split(" ");
       if (kind === "none") continue;
       const when = new Date(el.getAttribute("datetime"));
       if (Number.isNaN(when.getTime())) continue;
       const p = clockParts(when);
+      const label = zoneLabel(zone.utc, when);
       const clock = kind === "minute" ? `${p.hour}:${p.minute}` : `${p.hour}:${p.minute}:${p.second}`;
-      el.textContent = kind === "date" ? `${p.year}-${p.month}-${p.day} ${clock}` : clock;
-      el.title = `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${zoneLabel(zone.utc, when)}`;
+      const text = kind === "date" ? `${p.year}-${p.month}-${p.day} ${clock}` : clock;
+      el.textContent = named ? `${text} ${label}` : text;
+      el.title = `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${label}`;
     }
   }
 

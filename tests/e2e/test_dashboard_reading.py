@@ -102,6 +102,13 @@ def test_times_read_in_the_browsers_zone_named_with_a_utc_switch(live_server, br
             expect(when(glint)).to_have_attribute("title", re.compile(rf" {zone}$"))
             assert when(glint).get_attribute("datetime").endswith("Z")  # the machine value is UTC
 
+        # The glint's sheet says when, with the date, in the same zone.
+        detail_when = board.open_glint(first["seq"]).locator(".detail-facts time")
+        expect(detail_when).to_have_text(
+            re.compile("^" + re.escape(at.astimezone(new_york).strftime("%Y-%m-%d %H:%M:%S")))
+        )
+        page.keyboard.press("Escape")
+
         utc.click()
         expect(utc).to_have_attribute("aria-pressed", "true")
         expect(local).to_have_attribute("aria-pressed", "false")
