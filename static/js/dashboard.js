@@ -56,7 +56,8 @@
     const offline = $("countdown-offline");
     const down = conn.state === "reconnecting" || conn.state === "closed";
     if (offline && offline.hidden === down) offline.hidden = !down;
-    // Read by the progress ring when animations are off (prefers-reduced-motion).
+    // Read by the progress arc (.js-breath in spiral.css), and by the head when animations are
+    // off (prefers-reduced-motion).
     const progress = Math.min(1, Math.max(0, (now - started) / Math.max(1, ends - started)));
     breath.style.setProperty("--progress", progress.toFixed(3));
     expireCooldowns(now);
@@ -476,6 +477,7 @@
     localize(document);
     syncBreath();
     showFlow();
-    setInterval(tick, 250); // a clock, not a poll: it only redraws the countdown
+    document.documentElement.classList.add("js-breath");
+    setInterval(tick, 100); // a clock, not a poll: it redraws the countdown and the arc
   });
 })();
