@@ -206,7 +206,10 @@ class SeqMark(Protocol):
 class Subscription(Protocol):
     """One subscriber's cursor into the hub."""
 
-    closed: bool
+    @property
+    def closed(self) -> bool:
+        """True once the subscription ended (closed by its reader, or by the hub's shutdown)."""
+        ...
 
     def wait(self, timeout: float) -> list[Event]:
         """Events since the last call (filtered), waiting up to `timeout` for one."""

@@ -109,9 +109,10 @@ class Dashboard:
         )
 
     # -- pictures ------------------------------------------------------------------------------
-    def screenshot(self, name: str, full_page: bool = False) -> None:
+    def screenshot(self, name: str, full_page: bool = False, settle: bool = True) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.wait_for_timeout(700)  # let arrivals and the glow settle
+        if settle:
+            self.page.wait_for_timeout(700)  # let arrivals and the glow settle
         self.page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
 
 

@@ -597,7 +597,10 @@ def test_screenshot_of_a_living_hub(tmp_path, browser, size):
     while to_phase_end(live_server)["phase"] != "exhale":  # a picture mid-breath, not at a seam
         pass
     advance(live_server, 6)
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    # A reader away from UTC, so the picture shows times in their zone and the switch to UTC.
+    context = browser.new_context(
+        viewport={"width": size[0], "height": size[1]}, timezone_id="America/New_York"
+    )
     try:
         page = context.new_page()
         board = Dashboard(page, live_server.url).open()

@@ -2,8 +2,9 @@
 
 The stream carries the same events, ids and replay as `/stream`, rendered with the same Jinja
 partials as the first page load; htmx swaps them in (`<hx-partial>` targets), so no JavaScript
-builds HTML from JSON. Besides the events, each dashboard connection gets the statistics panels at
-most once a second while something changes; that message is rendered once for every dashboard.
+builds HTML from JSON. Each connection sends at most one message a tick (stream.py): that tick's
+rows, then only the newest state of each panel; the statistics are rendered once for every
+dashboard.
 
 Ritual runs stream the same way: each `ritual` event is rendered once (a row for the ritual log and
 the rituals' state) and shared by every dashboard. Admins invoke rituals from the admin panel, whose

@@ -12,8 +12,12 @@ HEAT_MODULES = 6
 
 
 def activity(hub: Any) -> dict[str, Any]:
-    """Glint counts over the last WINDOW seconds, from the store (so: across every worker):
-    a sparkline of glints per minute and a per-module heat strip."""
+    """Glint counts over the last WINDOW seconds, from the store (so: across every worker): a
+    sparkline of glints per SPARK_STEP seconds and a per-module heat strip.
+
+    Every number is a count of glints, labelled with its span: the sparkline's points and its peak
+    are per SPARK_STEP seconds (a rate scaled up to a minute read as a count: "peak 42" beside
+    7 glints ever stored)."""
     now = hub.clock.now()
     rows = hub.store.activity(now, WINDOW, SPARK_STEP)
     points = WINDOW // SPARK_STEP
@@ -25,13 +29,13 @@ def activity(hub: Any) -> dict[str, Any]:
         spark[points - 1 - ago] += n
         cell = cells - 1 - min(ago * SPARK_STEP // HEAT_STEP, cells - 1)
         per_module.setdefault(module, [0] * cells)[cell] += n
-    per_minute = [n * 60 // SPARK_STEP for n in spark]
     last_minute = sum(spark[-(60 // SPARK_STEP) :])
     top = sorted(per_module.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:HEAT_MODULES]
     peak_cell = max((max(c) for _, c in top), default=0)
     return {
-        "per_minute": per_minute,
-        "peak": max(per_minute),
+        "per_step": spark,  # glints in each SPARK_STEP seconds, oldest first
+        "step": SPARK_STEP,
+        "peak": max(spark),  # the most glints in one step
         "rate": last_minute,  # glints in the last minute
         "level": round(min(1.0, math.log10(1 + last_minute) / math.log10(1 + 3000)), 3),
         "heat": [
