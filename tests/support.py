@@ -157,3 +157,9 @@ def emit(to: Any, module: str = "a.b", phase: str | None = None, **options: Any)
         return resp.json()
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
+
+
+def answer_status(resp) -> int:
+    """The status a dashboard form's panel answers with: htmx gets an expected refusal as 200 with
+    the real status in X-Spiral-Status (a browser logs every 4xx fetch as a console error)."""
+    return int(resp.headers.get("X-Spiral-Status", resp.status_code))

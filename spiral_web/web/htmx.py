@@ -14,6 +14,16 @@ def is_htmx() -> bool:
     return bool(request.headers.get("HX-Request"))
 
 
+def panel(html: str, status: int) -> Response:
+    """A form's panel for htmx. A refusal the form expects (invalid input, a wrong token, input
+    paused) is part of the page's normal life, so it comes as 200 with the real status in
+    `X-Spiral-Status`: a browser logs every 4xx fetch as an error in its console, and an expected
+    state is not an error. The panel itself says what happened."""
+    if 400 <= status < 500:
+        return Response(html, 200, {"X-Spiral-Status": str(status)}, mimetype="text/html")
+    return Response(html, status, mimetype="text/html")
+
+
 def _vary(response: Response) -> Response:
     response.vary.add("HX-Request")
     return response

@@ -406,11 +406,6 @@ def test_keyboard_paths_and_announcements(guarded_server, page):
     assert page.js_errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the change to templates/dashboard/_glint.html named in the console report: "
-    "an aria-label of module, phase and time on the row's link",
-)
 def test_a_timeline_rows_accessible_name_is_short(live_server, page):
     board = Dashboard(page, live_server.url).open()
     g = emit(live_server, module="memory.scroll", phase="hold", context={"long": "y" * 300})

@@ -9,7 +9,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 from playwright.sync_api import expect
 
@@ -137,12 +136,6 @@ def test_a_dropped_reader_reconnects_quietly_and_misses_nothing(tmp_path, page):
         server.kill()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the form routes (dashboard/forms.py, owned by the console work) still answer a refused "
-    "emit with a 4xx status, which Chromium logs as 'Failed to load resource'; answering htmx "
-    "with 200 and the status in a header would make this pass",
-)
 def test_a_refused_form_is_not_a_console_error(live_server, page):
     errors = console_errors(page)
     board = Dashboard(page, live_server.url).open()

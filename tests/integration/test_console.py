@@ -10,7 +10,7 @@ import pytest
 
 from spiral_web import create_app
 
-from ..support import emit, post_glint
+from ..support import answer_status, emit, post_glint
 
 ADMIN = "admin-secret-0123456789abcdef"
 SENSOR = "sensor-secret-0123456789abcdef"
@@ -143,7 +143,7 @@ def test_the_dashboards_own_refusals_carry_status_and_reason(make_app):
     resp = client.post(
         "/dashboard/emit", data={"module": "Not A Module", "csrf_token": token}, headers=HTMX
     )
-    assert resp.status_code == 422
+    assert answer_status(resp) == 422
     recent = app.extensions["spiral"].breath.rejections()["recent"]
     assert (recent[0]["status"], recent[0]["reason"]) == (422, "invalid_glint")
 

@@ -11,7 +11,7 @@ import pytest
 from spiral_web import create_app
 
 from ..sse import SSEReader
-from ..support import bell_and_hook_rituals, emit, free_port
+from ..support import answer_status, bell_and_hook_rituals, emit, free_port
 
 T0 = 1_800_000_000.0  # an inhale starts here with the default breath
 SCRIPT = "<script>alert(1)</script>"
@@ -176,7 +176,7 @@ def test_invoking_from_the_panel_runs_the_ritual_and_answers_the_panel_with_its_
 def test_the_panel_refuses_without_the_admin_token(make_app, form, headers, status, problem):
     client = make_app(admin_token="s3cret-admin-token").test_client()
     resp = invoke(client, "bell", form, headers)
-    assert resp.status_code == status
+    assert answer_status(resp) == status
     result = resp.text[resp.text.index('id="invoke-bell"') : resp.text.index('id="invoke-hook"')]
     assert 'class="ritual-result status-error"' in result and problem in result
     assert 'id="admin-token"' in resp.text and 'aria-invalid="true"' in resp.text
@@ -235,7 +235,7 @@ def test_a_signed_in_admin_invokes_without_the_token_field(make_app):
 def test_an_unknown_ritual_is_refused_inline(make_app):
     client = make_app().test_client()
     resp = invoke(client, "nope")
-    assert resp.status_code == 404
+    assert answer_status(resp) == 404
     assert resp.text.strip().startswith('<section id="admin"')
     assert history(client) == []
 

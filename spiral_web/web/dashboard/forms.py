@@ -18,7 +18,7 @@ from ..access import access
 from ..auth.identity import admin_refusal
 from ..common import source, spiral
 from ..errors import REFUSALS, Invalid
-from ..htmx import is_htmx
+from ..htmx import is_htmx, panel
 from . import bp
 from .context import admin_context, page_context, with_triggers
 from .invoking import aftermath, asks_first, risk
@@ -67,7 +67,7 @@ def emit():
             emitted=emitted,
             phases=PHASES,
         )
-        return html, status
+        return panel(html, status)
     if not errors:
         return redirect(url_for("dashboard.index"), 303)
     return render_template(
@@ -121,7 +121,7 @@ def admin_form():
             admin_notice=notice,
             **admin_context(),
         )
-        return html, status
+        return panel(html, status)
     if status == 200:
         return redirect(url_for("dashboard.index"), 303)
     return render_template(
@@ -177,7 +177,7 @@ def invoke_ritual(name: str):
             admin_notice=None,
             **{**admin_context(), **extra},
         )
-        return html, status
+        return panel(html, status)
     if run is not None:
         return redirect(url_for("dashboard.index") + f"#run-{run['seq']}", 303)
     return render_template(
