@@ -1,61 +1,123 @@
-"""Summarize py-spy collapsed stacks (`py-spy record --format raw`): where the worker's time goes.
+"""py-spy profiles of a server worker, and their summary: where the worker's time goes.
 
-`python -m bench.profile FILE [--top N]` prints the functions with the most samples on top of the
-stack (self) and anywhere in the stack (inclusive), as shares of all samples."""
+`python -m bench.profile FILE... [--top N]` prints, for each collapsed-stack file
+(`py-spy record --format raw`), the frames with the most samples on top of the stack (self), the
+innermost Python frame of each sample (where Python code was running or had called into C), and the
+frames anywhere in the stack (inclusive), as shares of all samples. When the bench wrote a
+`FILE.json` beside it (the worker's CPU per delivery or per POST in that run), each share is also
+given in microseconds of that unit.
+"""
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import orjson
+
+from .server import CLIENT_CPU, pinned
+
 _LINE = re.compile(r"^(.*) (\d+)$")
+_FRAME = re.compile(r"^(.*?) \((.*?)(?::(\d+))?\)$")
 
 
-def _short(frame: str) -> str:
-    # py-spy frames look like "function (path/to/file.py:123)"; keep the function and the
-    # file's tail
-    m = re.match(r"^(.*?) \((.*?):(\d+)\)$", frame.strip())
+class Recorder:
+    """`py-spy record` of one process for a window (on the client's CPU, off the server's)."""
+
+    def __init__(self, out: Path, pid: int, seconds: float, native: bool = False) -> None:
+        self.out = out
+        beside = Path(sys.executable).with_name("py-spy")
+        binary = str(beside) if beside.exists() else shutil.which("py-spy")
+        self.proc: subprocess.Popen[bytes] | None = None
+        if binary is None:
+            print("  (py-spy is not installed: no profile; pip install py-spy==0.4.3)")
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = [binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
+        command += ["--rate", "200", "--format", "raw", "--output", str(out)]
+        # --native needs py-spy to pause the process at each sample; without it, it reads the
+        # running process's memory (Python frames only, the worker is barely disturbed)
+        command.append("--native" if native else "--nonblocking")
+        self.proc = subprocess.Popen(
+            pinned(command, CLIENT_CPU), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def finish(self, unit: str, us_per_unit: float) -> None:
+        """Wait for py-spy, and note beside the profile what one unit (a delivery, a POST) cost."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        meta = {"unit": unit, "us_per_unit": us_per_unit}
+        self.out.with_suffix(".json").write_bytes(orjson.dumps(meta))
+
+
+def _short(frame: str) -> tuple[str, bool]:
+    """("function (dir/file.py)", is_python) for a py-spy frame "function (path/file.py:123)"."""
+    m = _FRAME.match(frame.strip())
     if not m:
-        return frame.strip()
+        return frame.strip(), False
     func, path, _ = m.groups()
-    parts = path.split("/")
-    tail = "/".join(parts[-2:]) if len(parts) > 1 else path
-    return f"{func} ({tail})"
+    tail = "/".join(path.split("/")[-2:])
+    return f"{func} ({tail})", path.endswith(".py")
 
 
 def summarize(path: Path, top: int = 15) -> str:
     self_c: Counter[str] = Counter()
+    python_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         m = _LINE.match(line)
         if not m:
             continue
-        stack, count = m.group(1), int(m.group(2))
-        frames = [_short(f) for f in stack.split(";")]
-        # the first frame is the thread/process label py-spy adds
-        frames = [f for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
+        count = int(m.group(2))
+        frames = [_short(f) for f in m.group(1).split(";")]
+        frames = [f for f in frames if not f[0].startswith(("process ", "thread ", "0x"))]
         if not frames:
             continue
         total += count
-        self_c[frames[-1]] += count
-        for f in set(frames):
-            incl[f] += count
-    out = [f"{path.name}: {total} samples"]
-    out.append("  self (on top of the stack):")
-    for f, c in self_c.most_common(top):
-        out.append(f"    {c / total:6.1%}  {f}")
-    out.append("  inclusive (anywhere in the stack):")
-    for f, c in incl.most_common(top + 10):
-        out.append(f"    {c / total:6.1%}  {f}")
+        self_c[frames[-1][0]] += count
+        python = [name for name, is_py in frames if is_py]
+        python_c[python[-1] if python else "(no Python frame)"] += count
+        for name in {name for name, _ in frames}:
+            incl[name] += count
+    if not total:
+        return f"{path.name}: no samples"
+    meta_path = path.with_suffix(".json")
+    meta = orjson.loads(meta_path.read_bytes()) if meta_path.exists() else None
+
+    def row(count: int) -> str:
+        share = count / total
+        if meta is None:
+            return f"    {share:6.1%}"
+        return f"    {share:6.1%} {share * meta['us_per_unit']:6.1f} µs"
+
+    unit = f"; worker CPU {meta['us_per_unit']:.1f} µs per {meta['unit']}" if meta else ""
+    out = [f"{path.name}: {total} samples{unit}"]
+    sections = [
+        ("self (on top of the stack)", self_c, top),
+        ("innermost Python frame", python_c, top),
+        ("inclusive (anywhere in the stack)", incl, top + 10),
+    ]
+    for title, counter, n in sections:
+        if counter is python_c and python_c == self_c:
+            continue  # Python-only stacks: the same list as self
+        out.append(f"  {title}:")
+        out += [f"{row(c)}  {f}" for f, c in counter.most_common(n)]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.profile")
+    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--top", type=int, default=15)
     args = p.parse_args(argv)
