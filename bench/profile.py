@@ -1,11 +1,11 @@
 """py-spy profiles of a server worker, and their summary: where the worker's time goes.
 
-`python -m bench.profile FILE... [--top N]` prints, for each collapsed-stack file
-(`py-spy record --format raw`), the frames with the most samples on top of the stack (self), the
-innermost Python frame of each sample (where Python code was running or had called into C), and the
-frames anywhere in the stack (inclusive), as shares of all samples. When the bench wrote a
-`FILE.json` beside it (the worker's CPU per delivery or per POST in that run), each share is also
-given in microseconds of that unit.
+`python -m bench.profile FILE... [--top N] [--merge]` prints, for each collapsed-stack file
+(`py-spy record --format raw`; with --merge, for all of them together), the frames with the most
+samples on top of the stack (self), the innermost Python frame of each sample (where Python code
+was running or had called into C), and the frames anywhere in the stack (inclusive), as shares of
+all samples. When the bench wrote a `FILE.json` beside each file (the worker's CPU per delivery or
+per POST in that run), each share is also given in microseconds of that unit.
 """
 
 from __future__ import annotations
@@ -70,12 +70,16 @@ def _short(frame: str) -> tuple[str, bool]:
     return f"{func} ({tail})", path.endswith(".py")
 
 
-def summarize(path: Path, top: int = 15) -> str:
+def _has_meta(path: Path) -> bool:
+    return path.with_suffix(".json").exists()
+
+
+def summarize(paths: list[Path], top: int = 15) -> str:
     self_c: Counter[str] = Counter()
     python_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
+    for line in (line for path in paths for line in path.read_text().splitlines()):
         m = _LINE.match(line)
         if not m:
             continue
@@ -90,10 +94,15 @@ def summarize(path: Path, top: int = 15) -> str:
         python_c[python[-1] if python else "(no Python frame)"] += count
         for name in {name for name, _ in frames}:
             incl[name] += count
+    name = ", ".join(p.name for p in paths)
     if not total:
-        return f"{path.name}: no samples"
-    meta_path = path.with_suffix(".json")
-    meta = orjson.loads(meta_path.read_bytes()) if meta_path.exists() else None
+        return f"{name}: no samples"
+    metas = [orjson.loads(p.with_suffix(".json").read_bytes()) for p in paths if _has_meta(p)]
+    # the shares are of all samples together: one unit cost, the mean of the runs'
+    meta = None
+    if len(metas) == len(paths) and all(m["unit"] == metas[0]["unit"] for m in metas):
+        meta = {"unit": metas[0]["unit"], "us_per_unit": sum(m["us_per_unit"] for m in metas)}
+        meta["us_per_unit"] /= len(metas)
 
     def row(count: int) -> str:
         share = count / total
@@ -102,7 +111,7 @@ def summarize(path: Path, top: int = 15) -> str:
         return f"    {share:6.1%} {share * meta['us_per_unit']:6.1f} µs"
 
     unit = f"; worker CPU {meta['us_per_unit']:.1f} µs per {meta['unit']}" if meta else ""
-    out = [f"{path.name}: {total} samples{unit}"]
+    out = [f"{name}: {total} samples{unit}"]
     sections = [
         ("self (on top of the stack)", self_c, top),
         ("innermost Python frame", python_c, top),
@@ -120,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--merge", action="store_true", help="one summary of all the files together")
     args = p.parse_args(argv)
-    for f in args.files:
-        print(summarize(f, args.top))
+    groups = [args.files] if args.merge else [[f] for f in args.files]
+    for files in groups:
+        print(summarize(files, args.top))
     return 0
 
 

@@ -66,7 +66,7 @@ def measure(
                 nonlocal recorder
                 if phase == "publishing":
                     at_publish["rss"] = rss_mb(server.worker)
-                    if variant.via is None and opts.profile_dir is not None:
+                    if opts.profile_dir is not None:
                         out = opts.profile_dir / f"{name}.txt"
                         recorder = Recorder(out, server.worker, seconds, opts.native)
                 elif variant.via is None:  # draining: every worker has reported its listeners
