@@ -26,6 +26,52 @@ _LINE = re.compile(r"^(.*) (\d+)$")
 _FRAME = re.compile(r"^(.*?) \((.*?)(?::(\d+))?\)$")
 
 
+# Where a sample's time goes, for `--by`: the first group (in this order) with a frame anywhere in
+# the sample's stack that contains one of its strings (py-spy's frames read "function
+# (package/module.py:line)"). Ordered from the most specific; the package paths come last, and
+# catch the frames of a stack py-spy read only in part.
+GROUPS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "post": [
+        ("store: SQLite write + commit (append_batch)", ("SQLiteStore.append_batch",)),
+        ("rituals: CEL prepare + rules (on_glint)", ("RitualEngine.", "spiral_web/engine/rules")),
+        ("breath: state, refusal, record_ingest", ("BreathEngine.", "spiral_web/engine/windows")),
+        ("pydantic: parse_glint", ("parse_glint", "(pydantic")),
+        ("hub publish + stats count", ("MemoryHub.publish", "Stats.count")),
+        ("glint id, timestamps (new_glint_id, iso)", ("new_glint_id", "iso (spiral_web")),
+        ("group commit: the rest of Orchestrator.emit", ("Orchestrator.",)),
+        ("answer: json_response (orjson)", ("json_response",)),
+        ("view: the rest of emit", ("emit (spiral_web/web/stream.py", "glint (bench/bare.py")),
+        ("Spiral hooks before: auth guard, rate limit", ("_guard (", "_limits (")),
+        (
+            "Spiral hooks after: headers, write watch, worker id",
+            ("_headers (spiral_web", "_watch_writes", "_served_by"),
+        ),
+        ("Flask sessions (open/save)", ("open_session", "save_session")),
+        ("Flask + werkzeug (the rest)", ("(flask/", "(werkzeug/")),
+        ("bare WSGI function", ("wsgi (bench/bare.py",)),
+        ("gunicorn: parse the request", ("Parser.__next__", "(gunicorn/http/message")),
+        ("gunicorn: write the response", ("Response.write (gunicorn", "Response.close (gunicorn")),
+        ("gunicorn: the rest (environ, keep-alive loop)", ("(gunicorn/",)),
+        ("gevent: event loop, switches, timeouts", ("(gevent/",)),
+    ],
+    "delivery": [
+        ("socket send (the syscall)", ("SocketMixin.send (", "SocketMixin.getsockopt")),
+        ("the POSTs (parse, Flask, emit, commit, answer)", ("(flask/", "Parser.__next__")),
+        ("breath ticker", ("BreathTicker",)),
+        ("gevent sendall + gunicorn chunk framing", ("write_chunk", "Response.write (gunicorn")),
+        ("heartbeat: a gevent Timeout per wait", ("(gevent/timeout.py",)),
+        ("hub: wait + take (switch into the greenlet)", ("MemoryHub._take", "Subscription.wait")),
+        ("listener_feed", ("listener_feed",)),
+        ("sse_events (SSE body generator)", ("sse_events",)),
+        ("bare generator (wait + take)", ("fanout_stream",)),
+        ("write watch", ("WriteWatch.wrap",)),
+        ("werkzeug response iterators", ("(werkzeug/",)),
+        ("gunicorn response loop (the switch back)", ("AsyncWorker.handle_request",)),
+        ("gevent: event loop, switches", ("(gevent/",)),
+    ],
+}
+
+
 class Recorder:
     """`py-spy record` of one process for a window (on the client's CPU, off the server's)."""
 
@@ -74,26 +120,29 @@ def _has_meta(path: Path) -> bool:
     return path.with_suffix(".json").exists()
 
 
-def summarize(paths: list[Path], top: int = 15) -> str:
+def summarize(paths: list[Path], top: int = 15, by: str | None = None) -> str:
     self_c: Counter[str] = Counter()
     python_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
+    grouped: Counter[str] = Counter()
     total = 0
     for line in (line for path in paths for line in path.read_text().splitlines()):
         m = _LINE.match(line)
         if not m:
             continue
         count = int(m.group(2))
-        frames = [_short(f) for f in m.group(1).split(";")]
+        raw = [f.strip() for f in m.group(1).split(";") if f.strip()]
+        frames = [_short(f) for f in raw]
         frames = [f for f in frames if not f[0].startswith(("process ", "thread ", "0x"))]
-        if not frames:
-            continue
+        frames = frames or [("(no stack: py-spy could not read one)", False)]
         total += count
         self_c[frames[-1][0]] += count
         python = [name for name, is_py in frames if is_py]
         python_c[python[-1] if python else "(no Python frame)"] += count
         for name in {name for name, _ in frames}:
             incl[name] += count
+        if by is not None:
+            grouped[_group(by, raw)] += count
     name = ", ".join(p.name for p in paths)
     if not total:
         return f"{name}: no samples"
@@ -113,16 +162,24 @@ def summarize(paths: list[Path], top: int = 15) -> str:
     unit = f"; worker CPU {meta['us_per_unit']:.1f} µs per {meta['unit']}" if meta else ""
     out = [f"{name}: {total} samples{unit}"]
     sections = [
+        (f"by part ({by})", grouped, len(grouped)),
         ("self (on top of the stack)", self_c, top),
         ("innermost Python frame", python_c, top),
         ("inclusive (anywhere in the stack)", incl, top + 10),
     ]
     for title, counter, n in sections:
-        if counter is python_c and python_c == self_c:
-            continue  # Python-only stacks: the same list as self
+        if counter is python_c and python_c == self_c or not counter:
+            continue  # Python-only stacks: the same list as self; no --by
         out.append(f"  {title}:")
         out += [f"{row(c)}  {f}" for f, c in counter.most_common(n)]
     return "\n".join(out)
+
+
+def _group(by: str, names: list[str]) -> str:
+    for group, needles in GROUPS[by]:
+        if any(needle in name for name in names for needle in needles):
+            return group
+    return "other"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--merge", action="store_true", help="one summary of all the files together")
+    p.add_argument("--by", choices=list(GROUPS), help="also sum the samples by part of the path")
     args = p.parse_args(argv)
     groups = [args.files] if args.merge else [[f] for f in args.files]
     for files in groups:
-        print(summarize(files, args.top))
+        print(summarize(files, args.top, args.by))
     return 0
 
 

@@ -50,7 +50,7 @@ def measure(
     rate: float,
     seconds: float,
     drain: float,
-    publishers: int = 8,
+    publishers: int = 32,
     pinned: bool = True,
 ) -> dict[str, Any]:
     """One ssefan run against a fresh server: ssefan's figures plus the CPU measured around it."""
@@ -161,7 +161,7 @@ async def fanout(opts: Options) -> list[Row]:
     seconds = max(2.0, 10.0 * opts.scale)
 
     def one(v: Variant, i: int) -> dict[str, Any]:
-        r = measure(opts, v, f"fanout-{v.slug}-{i + 1}", subs, rate, seconds, 3.0)
+        r = measure(opts, v, f"fanout-{v.slug}-{i + 1}", subs, rate, seconds, 5.0)
         print(f"  fan-out, {v.label}, run {i + 1}: {_fanout_text(r, subs)}", flush=True)
         return r
 
@@ -304,7 +304,7 @@ async def redis(opts: Options) -> list[Row]:
     def one(step: tuple[Variant, float], i: int) -> dict[str, Any]:
         v, r_ = step
         name = f"redis-{v.slug}-{r_:.0f}-{i + 1}"
-        r = measure(opts, v, name, subs, r_, seconds, 3.0, pinned=False)
+        r = measure(opts, v, name, subs, r_, seconds, 5.0, pinned=False)
         r["deliveries_per_s"] = r["delivered"] / seconds
         print(
             f"  many workers, {v.label} at {r_:.0f}/s, run {i + 1}: {_fanout_text(r, subs)}; "

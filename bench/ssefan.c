@@ -243,6 +243,9 @@ int main(int argc, char **argv) {
         }
         double next = rate <= 0 ? (t < end_pub ? t + 0.05 : end_all) : (t < end_pub ? t0 + (posted + queued) * interval : end_all);
         int ms = (int)((next - now()) * 1000); if (ms < 0) ms = 0; if (ms > 50) ms = 50;
+        /* posts are due but every publisher is waiting for an answer: wait for one (an answer wakes
+           epoll at once) instead of spinning on a zero timeout */
+        if (queued > 0) ms = 50;
         int k = epoll_wait(ep, evs, 1024, ms);
         tread = now();
         for (int j = 0; j < k; j++) {
