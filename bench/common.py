@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import subprocess
@@ -44,13 +45,19 @@ def pct(values: list[float], p: float) -> float:
 
 
 def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    """The median of the figures there are (NaN: a run that has none, e.g. nothing delivered)."""
+    known = [v for v in values if not math.isnan(v)]
+    return statistics.median(known) if known else float("nan")
 
 
 def spread(values: list[float], fmt: str = "{:.0f}") -> str:
     """Each run's figure, and the median when there are several: "83 / 110 / 115 (median 110)"."""
-    text = " / ".join(fmt.format(v) for v in values)
-    return text if len(values) < 2 else f"{text} (median {fmt.format(median(values))})"
+
+    def one(v: float) -> str:
+        return "n/a" if math.isnan(v) else fmt.format(v)
+
+    text = " / ".join(one(v) for v in values)
+    return text if len(values) < 2 else f"{text} (median {one(median(values))})"
 
 
 def ms(seconds: float) -> str:

@@ -36,7 +36,7 @@ typedef struct {
     char hdr[4096]; int hlen;
     char line[65536]; int llen;
     char csz[32]; int cszlen;
-    double sent_at;
+    double sent_at, used_at; /* publishers: last POST sent; last answer read (or dial) */
 } Conn;
 
 static double *lat; static long nlat, caplat;
@@ -123,7 +123,7 @@ static void feed_pub(Conn *c, const char *b, long n, long *ok, long *bad) {
         }
         continue;
     done:
-        c->busy = 0; c->hlen = 0;
+        c->busy = 0; c->hlen = 0; c->used_at = now();
         if (nplat < 1000000) plat[nplat++] = (now() - c->sent_at) * 1000.0;
     }
 }
@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
     int *sent_req = calloc(n, sizeof(int));
     for (int i = 0; i < n; i++) {
         Conn *c = &cs[i]; c->pub = i >= subs; c->last_id = -1; if (!c->pub) c->seen = calloc(maxposts, 1);
-        c->fd = dial(port);
+        c->fd = dial(port); c->used_at = now();
         /* a subscriber sends its GET as soon as its connection is up (on loopback, usually at once):
            a server may close a connection that sends no request for a while (gunicorn: keepalive s) */
         long w = c->pub ? -1 : write(c->fd, req, rl_);
@@ -225,8 +225,11 @@ int main(int argc, char **argv) {
             Conn *p = NULL;
             for (int j = 0; j < npub; j++) {
                 Conn *c = &cs[subs + (rr + j) % npub];
-                if (c->closed && !c->busy) { /* the server closed an idle keep-alive connection: dial again */
-                    close(c->fd); c->fd = dial(port); c->closed = 0; c->hlen = 0; c->chunk_left = 0;
+                /* the server closed an idle keep-alive connection, or may be closing it (gunicorn does after
+                   `keepalive` seconds, 2 in Spiral's config; a POST written as it closes would be lost):
+                   dial again */
+                if (!c->busy && (c->closed || now() - c->used_at > 1.0)) {
+                    close(c->fd); c->fd = dial(port); c->closed = 0; c->hlen = 0; c->chunk_left = 0; c->used_at = now();
                     struct epoll_event e = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
                     epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e);
                     struct timespec w = { 0, 2000000 }; nanosleep(&w, NULL);
