@@ -9,6 +9,7 @@ each phase starts, and `ssefan: done` when the drain ends; that is how the windo
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +35,7 @@ def ssefan_binary() -> Path:
         if cc is None:
             raise RuntimeError("no C compiler (cc): the bench builds bench/ssefan.c at run time")
         out = Path(tempfile.mkdtemp(prefix="spiral-ssefan-")) / "ssefan"
+        atexit.register(shutil.rmtree, out.parent, True)
         subprocess.run([cc, "-O2", "-o", str(out), str(SOURCE), "-lm"], check=True)
         _BINARY = out
     return _BINARY
