@@ -27,10 +27,12 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit tests/integration
 
-# Every load scenario against a real server (see BENCHMARKS.md); about 3 minutes on a quiet machine.
-# BENCH_ARGS="fanout --profile /tmp/prof" runs one scenario, py-spy profiling the worker.
+# Every load scenario against real servers (see BENCHMARKS.md): the server on CPU 0, the C load
+# generator (bench/ssefan.c, compiled with cc at run time) on CPU 1, each target a ratio against a
+# bare reference in the same run; about 5 minutes. BENCH_ARGS="fanout ingest --runs 3" picks
+# scenarios and rounds; "--profile DIR" records Spiral's worker with py-spy (pip install py-spy).
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench --wait-quiet 60 $(BENCH_ARGS)
+	$(BIN)/python -m bench --wait-quiet 30 $(BENCH_ARGS)
 
 # ruff (the rules pallets/flask uses) and its formatter, and mypy (the engine strict), as CI runs them.
 lint: $(VENV)/.installed-test

@@ -1,9 +1,13 @@
-"""`python -m bench [scenario ...]`: run scenarios (all by default) and print the table."""
+"""`python -m bench [scenario ...]`: run scenarios (all by default) and print the table.
+
+The server runs on CPU 0 and every client on CPU 1 (taskset; this process pins itself there too),
+so the figures are the server's. It exits 1 while any target is not met."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -11,8 +15,9 @@ from pathlib import Path
 
 import orjson
 
-from .scenarios import SCENARIOS, Options, Row, machine
-from .server import machine_busy, raise_nofile
+from .common import Options, Row, load_note, machine
+from .scenarios import SCENARIOS
+from .server import CLIENT_CPU, machine_busy, pinning, raise_nofile
 
 
 def table(rows: list[Row]) -> str:
@@ -42,7 +47,19 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="py-spy record the worker during each measured window (collapsed stacks in DIR)",
+        help="py-spy record Spiral's worker while the C client publishes (collapsed stacks in "
+        "DIR; summarize them with `python -m bench.profile DIR/*.txt`)",
+    )
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="with --profile: native frames too (py-spy pauses the worker at each sample)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="rounds of each scenario (the variants take turns); figures per run and the median",
     )
     parser.add_argument(
         "--scale",
@@ -63,13 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     names = args.scenarios or list(SCENARIOS)
     nofile = raise_nofile()
     info = machine()
+    if pinning():
+        os.sched_setaffinity(0, {CLIENT_CPU})
+        placement = "server on CPU 0, clients on CPU 1"
+    else:
+        placement = "NOT pinned (needs 2 CPUs and taskset): client and server share the CPUs"
     print(
         f"Spiral benchmarks: {info['date']}; {info['cpus']} CPUs ({info['cpu']}), "
-        f"{info['ram']} RAM; "
-        f"commit {info['commit']}; server via {args.via}; RLIMIT_NOFILE {nofile}",
+        f"{info['ram']} RAM; commit {info['commit']}; server via {args.via}; {placement}; "
+        f"RLIMIT_NOFILE {nofile}; {args.runs} run(s) of each",
         flush=True,
     )
-    opts = Options(via=args.via, profile_dir=args.profile, scale=args.scale)
+    opts = Options(
+        via=args.via,
+        profile_dir=args.profile,
+        native=args.native,
+        scale=args.scale,
+        runs=args.runs,
+    )
     rows: list[Row] = []
     started = time.monotonic()
     for name in names:
@@ -81,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             waited += 5.0
             busy = machine_busy()
         note = (
-            f" (WARNING: {busy:.1f} CPUs busy before it started: other load on the machine)"
+            f"; WARNING: {busy:.1f} CPUs busy before it started: other load on the machine"
             if busy > 0.15
             else ""
         )
-        print(f"- {name} ...{note}", flush=True)
+        print(f"- {name} ({load_note()}{note})", flush=True)
         try:
             rows += asyncio.run(SCENARIOS[name](opts))
         except Exception as exc:  # one failing scenario must not hide the others' results

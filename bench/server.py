@@ -1,5 +1,5 @@
-"""Start and watch a server process: free port, temporary data dir, readiness, worker pid and
-RSS."""
+"""Start and watch server processes: free port, temporary data dir, readiness, CPU pinning, worker
+pids, CPU time and RSS; and a throwaway redis-server."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVER_CPU, CLIENT_CPU = 0, 1  # the server on one core, the load generator on the other
 _LIVE: set[Server] = set()  # servers to stop if the bench itself is stopped
 
 
@@ -32,6 +33,20 @@ def raise_nofile() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def pinning() -> bool:
+    """Whether server and client can be kept apart: two CPUs and `taskset`."""
+    return (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+
+
+def pinned(command: list[str], cpu: int | None) -> list[str]:
+    """`command` run on one CPU, or on all of them when `cpu` is None (whatever CPU this process
+    is pinned to)."""
+    if not pinning():
+        return command
+    cpus = str(cpu) if cpu is not None else f"0-{(os.cpu_count() or 1) - 1}"
+    return ["taskset", "-c", cpus, *command]
 
 
 def free_port() -> int:
@@ -88,13 +103,19 @@ def open_fds(pid: int) -> int:
 
 class Server:
     """One server process. `via`: "gunicorn" (the production command with gunicorn.conf.py),
-    "serve" (`python -m spiral_web.cli serve`), "bare" (the bare Flask baseline) or "bare-wsgi"
-    (the same endpoint without Flask), the last two with the same gunicorn.conf.py."""
+    "serve" (`python -m spiral_web.cli serve`), "bare" (the bare references in bench/bare.py) or
+    "bare-wsgi" (the bare POST endpoint without Flask), the last two with the same gunicorn.conf.py.
+    `cpu`: the CPU it runs on (`taskset`), None for any."""
 
     def __init__(
-        self, via: str = "gunicorn", env: dict[str, str] | None = None, workers: int = 1
+        self,
+        via: str = "gunicorn",
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        cpu: int | None = SERVER_CPU,
     ) -> None:
         self.via = via
+        self.cpu = cpu
         self.port = free_port()
         self.tmp = Path(tempfile.mkdtemp(prefix="spiral-bench-"))
         self.data_dir = self.tmp / "data"
@@ -141,7 +162,7 @@ class Server:
         env.update(self.extra_env)
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                self.command(),
+                pinned(self.command(), self.cpu),
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -166,6 +187,7 @@ class Server:
         raise RuntimeError(f"server not ready within {timeout}s:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
+        """The gunicorn workers: the master's children (taskset execs the master: same pid)."""
         assert self.proc is not None
         return _children(self.proc.pid)
 
@@ -215,3 +237,37 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self.cleanup()
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port; the context gives its URL."""
+
+    def __init__(self, cpu: int | None = None) -> None:
+        self.cpu = cpu
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> str:
+        port = free_port()
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        self.proc = subprocess.Popen(
+            pinned([*command, "--appendonly", "no"], self.cpu), stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("redis-server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
