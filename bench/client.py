@@ -170,7 +170,8 @@ class SSEProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.write(
-            b"GET " + self.path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+            b"GET " + self.path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Accept: text/event-stream\r\n\r\n"
         )  # type: ignore[attr-defined]
 
     def get_buffer(self, sizehint: int) -> memoryview:
