@@ -138,3 +138,17 @@ def test_a_cooldown_ritual_fires_once_across_hosts(tmp_path, start_hosts):
         assert post_glint((a, b)[i % 2].url, "bell.tower", context={"i": i}).status_code == 201
     history = requests.get(b.url + "/api/rituals/history", params={"ritual": "bell"}, timeout=10)
     assert sorted(r["status"] for r in history.json()["runs"]) == ["ok", "skipped_cooldown"]
+
+
+def test_a_per_source_limit_holds_across_hosts(start_hosts):
+    """Eight glints from one source, half to each host, against a burst of four: with a bucket per
+    process each host would take its four; the hub's one bucket takes four (five if a second
+    passes) and refuses the rest."""
+    a, b = start_hosts({"SPIRAL_SOURCE_RATE": "1", "SPIRAL_SOURCE_BURST": "4"})
+    with requests.Session() as http:
+        codes = [
+            post_glint((a, b)[i % 2].url, "limit.probe", context={"i": i}, http=http).status_code
+            for i in range(8)
+        ]
+    assert codes.count(201) in (4, 5), codes
+    assert set(codes) == {201, 429}
