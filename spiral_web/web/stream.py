@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import select
 import socket
 import struct
 import threading
@@ -104,22 +105,27 @@ def direct_sse_events(
     yield greeting
     # gunicorn wrote the headers and the greeting before asking for more: from here on, while this
     # greenlet sleeps in the hub, gunicorn waits for it and nobody else writes to the socket.
+    writer.watch_peer()
     sub.attach(writer)
-    for batch in feed:
-        if sub.gone:
-            return  # the reader went away (the hub saw the socket closed): end without writing
-        try:
-            finished = writer.finish()
-        except OSError:
-            return  # reset by the write watch, or by the reader: the stream is over
-        if batch is None:
-            if not finished:  # a write just went out: no need for a heartbeat
-                yield frames.HEARTBEAT
-            continue
-        newest = next((e.seq for e in reversed(batch) if e.seq is not None), None)
-        if newest is not None:
-            writer.seq = newest  # before the write: the hub writes only what comes after it
-        yield b"".join([frames.sse(e) for e in batch])
+    try:
+        for batch in feed:
+            if sub.gone:
+                return  # the reader went away (the hub saw it): end without writing
+            try:
+                finished = writer.finish()
+            except OSError:
+                return  # reset by the write watch, or by the reader: the stream is over
+            if batch is None:
+                if not finished:  # a write just went out: no need for a heartbeat
+                    yield frames.HEARTBEAT
+                continue
+            newest = next((e.seq for e in reversed(batch) if e.seq is not None), None)
+            if newest is not None:
+                writer.seq = newest  # before the write: the hub writes only what comes after it
+            yield b"".join([frames.sse(e) for e in batch])
+    finally:
+        sub.close()  # before gunicorn closes the socket: the hub never writes to it after this
+        writer.unwatch_peer()
 
 
 def socket_writer(app: Flask, environ: dict[str, Any], heartbeat: float) -> SocketWriter | None:
@@ -136,7 +142,7 @@ def socket_writer(app: Flask, environ: dict[str, Any], heartbeat: float) -> Sock
     ):
         return None
     chunked = environ["SERVER_PROTOCOL"] == "HTTP/1.1"  # as gunicorn frames the body
-    return SocketWriter(sock, chunked, heartbeat, write_watch(app))
+    return SocketWriter(sock, chunked, heartbeat, write_watch(app), peer_watch(app))
 
 
 class SocketWriter:
@@ -147,9 +153,22 @@ class SocketWriter:
     so a full buffer answers at once instead of switching greenlets. The bytes are framed as
     gunicorn frames the body (chunked for HTTP/1.1)."""
 
-    __slots__ = ("framing", "heartbeat", "seq", "pending", "last_write", "_sock", "_raw", "_watch")
+    __slots__ = (
+        "framing",
+        "heartbeat",
+        "seq",
+        "pending",
+        "last_write",
+        "_sock",
+        "_raw",
+        "_fd",
+        "_writes",
+        "_peers",
+    )
 
-    def __init__(self, sock: Any, chunked: bool, heartbeat: float, watch: WriteWatch) -> None:
+    def __init__(
+        self, sock: Any, chunked: bool, heartbeat: float, writes: WriteWatch, peers: PeerWatch
+    ) -> None:
         self.framing = frames.SSE_CHUNKED if chunked else frames.SSE_PLAIN
         self.heartbeat = heartbeat
         self.seq = -1
@@ -157,7 +176,9 @@ class SocketWriter:
         self.last_write = time.monotonic()
         self._sock = sock  # gevent's socket: blocking writes wait in the event loop
         self._raw = sock._sock  # its non-blocking socket.socket (gevent: `_sock`)
-        self._watch = watch
+        self._fd = sock.fileno()
+        self._writes = writes
+        self._peers = peers
 
     def offer(self, data: bytes) -> int:
         try:
@@ -172,12 +193,20 @@ class SocketWriter:
         return PARTIAL
 
     def peer_closed(self) -> bool:
-        try:
+        if not self._peers.closed(self._fd):
+            return False
+        try:  # the kernel says: closed, reset, or (rarely) only that the reader stopped sending
             return self._raw.recv(1, socket.MSG_PEEK) == b""  # end of file: the reader closed
         except BlockingIOError:
             return False  # nothing to read: still there
         except OSError:
             return True  # reset
+
+    def watch_peer(self) -> None:
+        self._peers.add(self._fd)
+
+    def unwatch_peer(self) -> None:
+        self._peers.remove(self._fd)
 
     def finish(self) -> bool:
         """Send the rest of a write the hub began (blocking, under the write watch); False when
@@ -185,9 +214,71 @@ class SocketWriter:
         rest, self.pending = self.pending, b""
         if not rest:
             return False
-        with self._watch.writing(self._sock):
+        with self._writes.writing(self._sock):
             self._sock.sendall(rest)
         return True
+
+
+def peer_watch(app: Flask) -> PeerWatch:
+    """The app's watch over its streams' readers, made with the first stream."""
+    watch = app.extensions.get("spiral.peer_watch")
+    if watch is None:
+        watch = app.extensions["spiral.peer_watch"] = PeerWatch()
+    return watch
+
+
+class PeerWatch:
+    """Which streams' readers closed or reset their connection, for the hub's look about once a
+    second: one epoll set of the streams' sockets (EPOLLRDHUP: the reader closed; EPOLLHUP and
+    EPOLLERR: reset), asked without waiting, so that the look costs one system call however many
+    streams are open. (gevent's monkey-patching hides select.epoll: the original is used.) Where
+    there is no epoll, every socket is looked at on its own."""
+
+    EVERY = 0.25  # one question to the kernel serves every stream's look for this long
+
+    def __init__(self) -> None:
+        epoll = _original_epoll()
+        self._epoll = epoll() if epoll is not None else None
+        self._closed: set[int] = set()
+        self._at = float("-inf")
+
+    def add(self, fd: int) -> None:
+        if self._epoll is None:
+            return
+        try:
+            self._epoll.register(fd, select.EPOLLRDHUP)
+        except FileExistsError:  # a descriptor whose last stream ended without a word
+            self._epoll.modify(fd, select.EPOLLRDHUP)
+        except OSError:
+            pass
+
+    def remove(self, fd: int) -> None:
+        if self._epoll is None:
+            return
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass
+
+    def closed(self, fd: int) -> bool:
+        """True when the kernel reported something on `fd` (look at it more closely); always
+        True without epoll."""
+        if self._epoll is None:
+            return True
+        now = time.monotonic()
+        if now - self._at >= self.EVERY:
+            self._closed = {f for f, _ in self._epoll.poll(0, 4096)}
+            self._at = now
+        return fd in self._closed
+
+
+def _original_epoll() -> Any:
+    try:
+        from gevent import monkey
+
+        return monkey.get_original("select", "epoll")
+    except (ImportError, AttributeError):
+        return getattr(select, "epoll", None)
 
 
 # -- stalled readers ------------------------------------------------------------------------------
