@@ -6,6 +6,8 @@ once."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
@@ -155,3 +157,38 @@ def test_a_stream_opened_after_the_hub_closed_is_told_closing_at_once(client, sp
     assert spiral.hub.listeners == 0
     resumed = SSEReader(client.get("/stream", headers={"Last-Event-ID": "7"}, buffered=False))
     assert resumed.read_to_end()[-1].json()["last_id"] == 7  # no replay first: at once
+
+
+def test_streams_opened_while_a_worker_stops_are_told_closing_at_once(tmp_path):
+    """SIGTERM to the worker: it still accepts connections for up to a second; every stream it
+    serves in that time must end with `closing` at once, not stay open until it is killed."""
+    server = ServerProcess(tmp_path / "server").start()
+    try:
+        first = StreamTap(server.url)
+        assert first.greeted.wait(10)
+        victim = int(first._resp.headers["X-Spiral-Worker"])
+        os.kill(victim, signal.SIGTERM)
+        first.wait_for(lambda f: f.event == "closing", timeout=5)
+        late: list[tuple[float, list[str]]] = []  # (seconds open, events) of the victim's streams
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            try:
+                opened = time.monotonic()
+                resp = requests.get(server.url + "/stream", stream=True, timeout=(2, 4))
+            except requests.RequestException:
+                continue  # refused: as good
+            try:
+                if resp.status_code != 200 or resp.headers["X-Spiral-Worker"] != str(victim):
+                    continue  # refused, or the new worker's: not this test's business
+                body = b"".join(resp.iter_content(chunk_size=None))  # to the end: closing
+                frames, _ = split_frames(body)
+                late.append((time.monotonic() - opened, [f.event or "" for f in frames]))
+            except requests.RequestException as exc:
+                raise AssertionError("a stream of the stopping worker stayed open") from exc
+            finally:
+                resp.close()
+        for seconds, events in late:
+            assert events[-1] == "closing" and seconds < 2, (seconds, events)
+        first.close()
+    finally:
+        server.stop()
