@@ -79,6 +79,7 @@ class Subscription:
         self.gone = False  # the hub found its reader gone: the transport ends the stream quietly
         self.writer: Writer | None = None
         self._group = 0  # subscribers of one group get the same bytes (same filters and framing)
+        self._group_key: tuple[Filters, Framing] | None = None
         self._wake: threading.Event | None = None
 
     def attach(self, writer: Writer) -> None:
@@ -127,7 +128,9 @@ class MemoryHub:
         # Writing from the hub (see the module's docstring); all under _lock.
         self._parked: set[Subscription] = set()
         self._fanned = 0  # events before this position were offered to the parked subscribers
-        self._groups: dict[tuple[Filters, Framing], int] = {}
+        # (filters, framing) -> [group number, subscribers in it]; a group goes with its last one
+        self._groups: dict[tuple[Filters, Framing], list[int]] = {}
+        self._group_numbers = 0
         self._kick = threading.Event()  # set by a publish while subscribers are parked
         self._thread: threading.Thread | None = None
         self._beat = self.BEAT_SECONDS
@@ -181,6 +184,12 @@ class MemoryHub:
             self._subs.discard(sub)
             parked = sub in self._parked
             self._parked.discard(sub)
+            key, sub._group_key = sub._group_key, None
+            if key is not None:
+                group = self._groups[key]
+                group[1] -= 1
+                if not group[1]:
+                    del self._groups[key]
         if parked and sub._wake is not None:
             sub._wake.set()
 
@@ -189,7 +198,12 @@ class MemoryHub:
             if sub.closed or self._closed:
                 return
             key = (sub.filters, writer.framing)
-            sub._group = self._groups.setdefault(key, len(self._groups) + 1)
+            group = self._groups.get(key)
+            if group is None:
+                self._group_numbers += 1
+                group = self._groups[key] = [self._group_numbers, 0]
+            group[1] += 1
+            sub._group, sub._group_key = group[0], key
             sub._wake = threading.Event()
             sub.writer = writer
             self._beat = min(self._beat, max(0.05, writer.heartbeat / 2))
@@ -253,8 +267,8 @@ class MemoryHub:
         woken: list[Subscription] = []
         with self._lock:
             start, head = self._fanned, self._head
-            self._fanned = head
             if start == head or not self._parked:
+                self._fanned = head
                 return
             oldest = head - self.capacity
             batches: dict[Any, tuple[bytes, int | None, int]] = {}
@@ -278,7 +292,7 @@ class MemoryHub:
                 sub.cursor = head
                 if not data:
                     continue
-                outcome = writer.offer(data)
+                outcome = self._offer(writer, data)
                 if outcome == SENT:
                     writer.last_write = now
                     if last is not None:
@@ -292,9 +306,18 @@ class MemoryHub:
                 else:
                     self._gone(sub)
                 self._unpark(sub, woken)
+            self._fanned = head  # after the loop: a pass that failed half-way is done again
         for sub in woken:
             assert sub._wake is not None
             sub._wake.set()
+
+    @staticmethod
+    def _offer(writer: Writer, data: bytes) -> int:
+        try:
+            return writer.offer(data)
+        except Exception:  # a writer that fails in an unforeseen way loses its subscriber only
+            log.exception("a subscriber's writer failed")
+            return GONE
 
     def _batch(
         self, sub: Subscription, cursor: int, head: int, after: int
@@ -325,7 +348,7 @@ class MemoryHub:
                     self._gone(sub)
                     self._unpark(sub, woken)
                 elif now - writer.last_write >= writer.heartbeat:
-                    outcome = writer.offer(writer.framing.heartbeat)
+                    outcome = self._offer(writer, writer.framing.heartbeat)
                     if outcome == SENT:
                         writer.last_write = now
                         continue

@@ -243,3 +243,12 @@ def test_closing_the_hub_wakes_parked_subscribers_and_refuses_new_ones(hub):
     late = hub.subscribe()
     assert late.closed and hub.listeners == 0
     assert late.wait(5) == []  # at once
+
+
+def test_what_the_hub_keeps_per_filter_goes_with_the_last_subscriber(hub):
+    readers = [start(hub, Socket(), Filters(module=f"m{i}.*")) for i in range(50)]
+    assert len(hub._groups) == 50
+    for r in readers:
+        r.sub.close()
+    assert wait_for(lambda: not any(r.is_alive() for r in readers))
+    assert hub._groups == {} and hub._parked == set()
