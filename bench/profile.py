@@ -55,6 +55,10 @@ GROUPS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("gevent: event loop, switches, timeouts", ("(gevent/",)),
     ],
     "delivery": [
+        ("hub writes: the send (SocketWriter.offer)", ("SocketWriter.offer",)),
+        ("hub writes: readers gone, heartbeats (MemoryHub._look)", ("MemoryHub._look",)),
+        ("hub writes: the pass (MemoryHub._fan_out)", ("MemoryHub._fan_out",)),
+        ("stream finishes a write the hub began", ("SocketWriter.finish",)),
         ("socket send (the syscall)", ("SocketMixin.send (", "SocketMixin.getsockopt")),
         ("the POSTs (parse, Flask, emit, commit, answer)", ("(flask/", "Parser.__next__")),
         ("breath ticker", ("BreathTicker",)),
@@ -62,6 +66,7 @@ GROUPS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("heartbeat: a gevent Timeout per wait", ("(gevent/timeout.py",)),
         ("hub: wait + take (switch into the greenlet)", ("MemoryHub._take", "Subscription.wait")),
         ("listener_feed", ("listener_feed",)),
+        ("direct_sse_events (SSE body generator)", ("direct_sse_events",)),
         ("sse_events (SSE body generator)", ("sse_events",)),
         ("bare generator (wait + take)", ("fanout_stream",)),
         ("write watch", ("WriteWatch.wrap",)),

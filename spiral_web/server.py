@@ -170,7 +170,8 @@ class SpiralServer(BaseApplication):
 
 def post_worker_init(worker) -> None:
     """Make SIGTERM close open streams at once (each is told to reconnect) instead of holding the
-    worker until the graceful timeout; clients resume elsewhere with Last-Event-ID."""
+    worker until the graceful timeout; clients resume elsewhere with Last-Event-ID. In a gevent
+    worker, let the hub write to caught-up streams' sockets itself."""
     # Route the package's log records (dropped subscribers, ritual failures…) to gunicorn's error
     # log.
     package_log = logging.getLogger("spiral_web")
@@ -181,17 +182,27 @@ def post_worker_init(worker) -> None:
     spiral = getattr(app, "extensions", {}).get("spiral")
     if spiral is None:
         return
+    gevent_worker = "gevent" in type(worker).__module__
+    plain_http = not worker.cfg.is_ssl and getattr(worker.cfg, "protocol", "http") == "http"
+    if gevent_worker and plain_http:
+        # Sockets whose descriptor gevent keeps non-blocking, bodies framed as HTTP/1 chunks: the
+        # hub may write to a caught-up stream's socket itself (web/stream.py, SocketWriter).
+        app.extensions["spiral.direct_writes"] = True
     original = worker.handle_exit
+
+    def shutdown() -> None:
+        spiral.hub.close()  # first: open streams are told `closing`, new ones are told at once
+        spiral.shutdown()
 
     def handle_exit(sig, frame) -> None:
         original(sig, frame)
         # Not inside the signal handler (it runs as an event-loop callback): the hub takes a lock.
-        if "gevent" in type(worker).__module__:
+        if gevent_worker:
             import gevent
 
-            gevent.spawn(spiral.shutdown)
+            gevent.spawn(shutdown)
         else:
-            threading.Thread(target=spiral.shutdown, name="spiral-shutdown", daemon=True).start()
+            threading.Thread(target=shutdown, name="spiral-shutdown", daemon=True).start()
 
     worker.handle_exit = handle_exit
     signal.signal(signal.SIGTERM, handle_exit)

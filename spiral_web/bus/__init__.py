@@ -1,8 +1,9 @@
-"""Fan-out of events to subscribers (in-process by default, Redis across workers and hosts), and
-what the workers of one hub share (the cluster)."""
+"""Fan-out of events to subscribers (in-process by default, Redis across workers and hosts), how
+each transport frames them, and what the workers of one hub share (the cluster)."""
 
-from ..engine.events import Event, Filters, sse_frame
+from ..engine.events import Event, Filters
 from .cluster import LocalCluster
+from .frames import sse_frame
 from .memory import MemoryHub, SubscriberDropped, Subscription
 
 __all__ = [

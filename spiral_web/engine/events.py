@@ -1,4 +1,8 @@
-"""Events as listeners receive them: serialized once, framed at most once per transport."""
+"""Events as listeners receive them: serialized once, and framed at most once per transport.
+
+The engine hands out events; how a transport frames one (SSE bytes, a WebSocket message, an HTML
+fragment) is the transport's business (spiral_web/bus/frames.py). Each framing is kept on the event
+under the transport's own key, so every socket of a transport gets the same bytes."""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,7 @@ class Filters:
 class Event:
     """One published event. `data` is its JSON, serialized once by the publisher."""
 
-    __slots__ = ("pos", "kind", "seq", "module", "phase", "data", "_sse", "_ws", "_html")
+    __slots__ = ("pos", "kind", "seq", "module", "phase", "data", "_framed")
 
     def __init__(
         self,
@@ -42,29 +49,17 @@ class Event:
         self.module = module
         self.phase = phase
         self.data = data
-        self._sse: bytes | None = None
-        self._ws: str | None = None
-        self._html: str | None = None
+        self._framed: dict[str, Any] | None = None
 
-    @property
-    def sse(self) -> bytes:
-        if self._sse is None:
-            self._sse = sse_frame(self.kind, self.data, self.seq)
-        return self._sse
-
-    @property
-    def ws(self) -> str:
-        if self._ws is None:
-            head = b'{"event":"' + self.kind.encode() + b'","id":'
-            head += str(self.seq).encode() if self.seq is not None else b"null"
-            self._ws = (head + b',"data":' + self.data + b"}").decode()
-        return self._ws
-
-    def html(self, render: Callable[[Event], str]) -> str:
-        """The event rendered as an HTML fragment; rendered by the first caller, shared after."""
-        if self._html is None:
-            self._html = render(self)
-        return self._html
+    def framed(self, key: str, build: Callable[[Event], T]) -> T:
+        """This event in the framing named `key`: built by the first caller, shared after."""
+        cache = self._framed
+        if cache is None:
+            cache = self._framed = {}
+        elif key in cache:
+            return cache[key]  # type: ignore[no-any-return]
+        value = cache[key] = build(self)
+        return value
 
     def matches(self, filters: Filters, pattern: re.Pattern[str] | None) -> bool:
         if self.kind != "glint_emission" or filters.empty:
@@ -72,8 +67,3 @@ class Event:
         if pattern is not None and (self.module is None or not pattern.match(self.module)):
             return False
         return not filters.phases or self.phase in filters.phases
-
-
-def sse_frame(kind: str, data: bytes, seq: int | None = None) -> bytes:
-    head = b"id: %d\n" % seq if seq is not None else b""
-    return head + b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"

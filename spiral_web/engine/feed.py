@@ -9,7 +9,7 @@ resuming listener is told (`unavailable`), kept open, and replayed when the reco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import orjson
@@ -40,14 +40,21 @@ def listener_feed(
     filters: Filters,
     heartbeat: float,
     replay_limit: int,
+    written: Callable[[], int] = lambda: -1,
 ) -> Iterator[list[Event] | None]:
     """Batches of events for one listener; `None` means nothing happened for `heartbeat` seconds.
 
     Subscribe *before* calling this, so nothing falls between history and the live feed: an event
     with a seq at or below the last one sent is a duplicate and is skipped. Ends after a `dropped`
-    or `closing` notice, and closes the subscription when the consumer stops.
+    or `closing` notice, and closes the subscription when the consumer stops. `written()` is the
+    newest seq the hub wrote to the listener itself (events that never pass through here), so that
+    a notice names the listener's true resume point. A subscription closed already (the hub is
+    shutting down) gets `closing` at once, without a replay.
     """
     try:
+        if sub.closed:
+            yield [_closing(resume if resume is not None else -1)]
+            return
         last = -1
         held: list[Event] = []  # live events that came while the record was away
         if resume is not None:
@@ -77,7 +84,7 @@ def listener_feed(
             try:
                 events, held = held + sub.wait(0 if held else heartbeat), []
             except Exception as exc:  # the hub's SubscriberDropped
-                yield _dropped(exc, last)
+                yield _dropped(exc, max(last, written()))
                 return
             if not events and not sub.closed:
                 yield None
@@ -90,17 +97,17 @@ def listener_feed(
                     last = event.seq
                 batch.append(event)
             if sub.closed:
-                batch.append(
-                    notice(
-                        "closing", reason="server shutting down; reconnect to resume", last_id=last
-                    )
-                )
+                batch.append(_closing(max(last, written())))
             if batch:
                 yield batch
             if sub.closed:
                 return
     finally:
         sub.close()
+
+
+def _closing(last: int) -> Event:
+    return notice("closing", reason="server shutting down; reconnect to resume", last_id=last)
 
 
 def _dropped(exc: Exception, last: int) -> list[Event]:

@@ -1,21 +1,26 @@
-"""`GET /stream` (Server-Sent Events, JSON data) and `POST /stream/glint` (emit); and the write
-watch that drops any event stream (this one or the dashboard's) whose reader stopped reading."""
+"""`GET /stream` (Server-Sent Events, JSON data) and `POST /stream/glint` (emit); the hub's
+writer for a stream served by gunicorn's gevent worker; and the write watch that drops any event
+stream (this one or the dashboard's) whose reader stopped reading."""
 
 from __future__ import annotations
 
 import itertools
 import logging
+import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
-from ..engine.events import Event, sse_frame
+from ..bus import frames
+from ..bus.memory import BLOCKED, GONE, PARTIAL, SENT, Subscription
+from ..engine.events import Event
 from ..engine.feed import listener_feed
 from ..engine.glints import parse_glint
 from .access import access
@@ -27,6 +32,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("stream", __name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+# Set by server.post_worker_init in a gunicorn gevent worker speaking plain HTTP/1: the hub may
+# then write to a stream's socket itself (SocketWriter).
+DIRECT_WRITES = "spiral.direct_writes"
 
 
 @bp.post("/stream/glint")
@@ -45,29 +54,231 @@ def stream():
     resume = last_event_id(request.headers.get("Last-Event-ID"), request.args.get("lastEventId"))
     # before reading history, so nothing falls between the two
     sub = hub.hub.subscribe(filters, subscriber_info("sse"))
+    heartbeat = hub.config.heartbeat_seconds
+    writer = socket_writer(current_app, request.environ, heartbeat)
     breath = hub.orchestrator.breath.state().to_dict()
     feed = listener_feed(
-        sub, hub.store, resume, filters, hub.config.heartbeat_seconds, hub.config.replay_limit
+        sub,
+        hub.store,
+        resume,
+        filters,
+        heartbeat,
+        hub.config.replay_limit,
+        written=(lambda: writer.seq) if writer is not None else (lambda: -1),
     )
-    greeting = b"retry: %d\n\n" % hub.config.retry_ms + sse_frame("breath", orjson.dumps(breath))
-    body = sse_events(feed, frame=lambda e: e.sse, greeting=greeting)
+    greeting = b"retry: %d\n\n" % hub.config.retry_ms + frames.sse_frame(
+        "breath", orjson.dumps(breath)
+    )
+    if writer is not None and isinstance(sub, Subscription):
+        body = direct_sse_events(feed, greeting, sub, writer)
+    else:
+        body = sse_events(feed, greeting)
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
     response.call_on_close(sub.close)  # also when the body never runs (HEAD, early disconnect)
     return response
 
 
-def sse_events(
-    feed: Iterator[list[Event] | None], frame: Callable[[Event], bytes], greeting: bytes
-) -> Iterator[bytes]:
+def sse_events(feed: Iterator[list[Event] | None], greeting: bytes) -> Iterator[bytes]:
     """An SSE body: the greeting, then each batch of the listener's feed in one write.
 
     Takes plain arguments (no request): it runs after the view has returned."""
     yield greeting
     for batch in feed:
         if batch is None:
-            yield b": heartbeat\n\n"
+            yield frames.HEARTBEAT
         else:
-            yield b"".join(frame(e) for e in batch)
+            yield b"".join([frames.sse(e) for e in batch])
+
+
+def direct_sse_events(
+    feed: Iterator[list[Event] | None],
+    greeting: bytes,
+    sub: Subscription,
+    writer: SocketWriter,
+) -> Iterator[bytes]:
+    """An SSE body whose live events the hub mostly writes itself (see bus/memory.py): this
+    greenlet writes the greeting and the replay, then sleeps while its reader is caught up. When
+    the hub wakes it, it first sends what the hub left half-written, then what the hub could not
+    send, through gunicorn and the write watch like any stream.
+
+    Takes plain arguments (no request): it runs after the view has returned."""
+    yield greeting
+    # gunicorn wrote the headers and the greeting before asking for more: from here on, while this
+    # greenlet sleeps in the hub, gunicorn waits for it and nobody else writes to the socket.
+    writer.watch_peer()
+    sub.attach(writer)
+    try:
+        for batch in feed:
+            if sub.gone:
+                return  # the reader went away (the hub saw it): end without writing
+            try:
+                finished = writer.finish()
+            except OSError:
+                return  # reset by the write watch, or by the reader: the stream is over
+            if batch is None:
+                if not finished:  # a write just went out: no need for a heartbeat
+                    yield frames.HEARTBEAT
+                continue
+            newest = next((e.seq for e in reversed(batch) if e.seq is not None), None)
+            if newest is not None:
+                writer.seq = newest  # before the write: the hub writes only what comes after it
+            yield b"".join([frames.sse(e) for e in batch])
+    finally:
+        sub.close()  # before gunicorn closes the socket: the hub never writes to it after this
+        writer.unwatch_peer()
+
+
+def socket_writer(app: Flask, environ: dict[str, Any], heartbeat: float) -> SocketWriter | None:
+    """The hub's writer for this request's socket, or None where the hub must not write to it
+    itself: another server than gunicorn's gevent worker (post_worker_init says), TLS, HTTP/2,
+    a HEAD request."""
+    sock = environ.get("gunicorn.socket")
+    if (
+        sock is None
+        or not app.extensions.get(DIRECT_WRITES)
+        or environ.get("REQUEST_METHOD") != "GET"
+        or environ.get("SERVER_PROTOCOL") not in ("HTTP/1.1", "HTTP/1.0")
+        or not hasattr(sock, "_sock")
+    ):
+        return None
+    chunked = environ["SERVER_PROTOCOL"] == "HTTP/1.1"  # as gunicorn frames the body
+    return SocketWriter(sock, chunked, heartbeat, write_watch(app), peer_watch(app))
+
+
+class SocketWriter:
+    """Writes to one stream's socket for the hub (bus.memory.Writer), without ever blocking.
+
+    gunicorn's gevent worker keeps the descriptor non-blocking and waits in the event loop when a
+    write would block; this writes to the same descriptor directly (gevent's underlying socket),
+    so a full buffer answers at once instead of switching greenlets. The bytes are framed as
+    gunicorn frames the body (chunked for HTTP/1.1)."""
+
+    __slots__ = (
+        "framing",
+        "heartbeat",
+        "seq",
+        "pending",
+        "last_write",
+        "_sock",
+        "_raw",
+        "_fd",
+        "_writes",
+        "_peers",
+    )
+
+    def __init__(
+        self, sock: Any, chunked: bool, heartbeat: float, writes: WriteWatch, peers: PeerWatch
+    ) -> None:
+        self.framing = frames.SSE_CHUNKED if chunked else frames.SSE_PLAIN
+        self.heartbeat = heartbeat
+        self.seq = -1
+        self.pending = b""
+        self.last_write = time.monotonic()
+        self._sock = sock  # gevent's socket: blocking writes wait in the event loop
+        self._raw = sock._sock  # its non-blocking socket.socket (gevent: `_sock`)
+        self._fd = sock.fileno()
+        self._writes = writes
+        self._peers = peers
+
+    def offer(self, data: bytes) -> int:
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            return BLOCKED
+        except OSError:
+            return GONE
+        if sent == len(data):
+            return SENT
+        self.pending = data[sent:]
+        return PARTIAL
+
+    def peer_closed(self) -> bool:
+        if not self._peers.closed(self._fd):
+            return False
+        try:  # the kernel says: closed, reset, or (rarely) only that the reader stopped sending
+            return self._raw.recv(1, socket.MSG_PEEK) == b""  # end of file: the reader closed
+        except BlockingIOError:
+            return False  # nothing to read: still there
+        except OSError:
+            return True  # reset
+
+    def watch_peer(self) -> None:
+        self._peers.add(self._fd)
+
+    def unwatch_peer(self) -> None:
+        self._peers.remove(self._fd)
+
+    def finish(self) -> bool:
+        """Send the rest of a write the hub began (blocking, under the write watch); False when
+        there was none."""
+        rest, self.pending = self.pending, b""
+        if not rest:
+            return False
+        with self._writes.writing(self._sock):
+            self._sock.sendall(rest)
+        return True
+
+
+def peer_watch(app: Flask) -> PeerWatch:
+    """The app's watch over its streams' readers, made with the first stream."""
+    watch = app.extensions.get("spiral.peer_watch")
+    if watch is None:
+        watch = app.extensions["spiral.peer_watch"] = PeerWatch()
+    return watch
+
+
+class PeerWatch:
+    """Which streams' readers closed or reset their connection, for the hub's look about once a
+    second: one epoll set of the streams' sockets (EPOLLRDHUP: the reader closed; EPOLLHUP and
+    EPOLLERR: reset), asked without waiting, so that the look costs one system call however many
+    streams are open. (gevent's monkey-patching hides select.epoll: the original is used.) Where
+    there is no epoll, every socket is looked at on its own."""
+
+    EVERY = 0.25  # one question to the kernel serves every stream's look for this long
+
+    def __init__(self) -> None:
+        epoll = _original_epoll()
+        self._epoll = epoll() if epoll is not None else None
+        self._closed: set[int] = set()
+        self._at = float("-inf")
+
+    def add(self, fd: int) -> None:
+        if self._epoll is None:
+            return
+        try:
+            self._epoll.register(fd, select.EPOLLRDHUP)
+        except FileExistsError:  # a descriptor whose last stream ended without a word
+            self._epoll.modify(fd, select.EPOLLRDHUP)
+        except OSError:
+            pass
+
+    def remove(self, fd: int) -> None:
+        if self._epoll is None:
+            return
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass
+
+    def closed(self, fd: int) -> bool:
+        """True when the kernel reported something on `fd` (look at it more closely); always
+        True without epoll."""
+        if self._epoll is None:
+            return True
+        now = time.monotonic()
+        if now - self._at >= self.EVERY:
+            self._closed = {f for f, _ in self._epoll.poll(0, 4096)}
+            self._at = now
+        return fd in self._closed
+
+
+def _original_epoll() -> Any:
+    try:
+        from gevent import monkey
+
+        return monkey.get_original("select", "epoll")
+    except (ImportError, AttributeError):
+        return getattr(select, "epoll", None)
 
 
 # -- stalled readers ------------------------------------------------------------------------------
@@ -78,15 +289,20 @@ def _watch_writes(response: Response) -> Response:
     """Put every event stream served by gunicorn under the write watch (see WriteWatch)."""
     sock = request.environ.get("gunicorn.socket")
     if sock is not None and response.mimetype == "text/event-stream" and response.is_streamed:
-        app = current_app
-        watch = app.extensions.get("spiral.write_watch")
-        if watch is None:
-            watch = app.extensions["spiral.write_watch"] = WriteWatch(
-                app.extensions["spiral"].config.send_timeout
-            )
+        watch = write_watch(current_app)
         _tcp_user_timeout(sock, watch.timeout)
         response.response = watch.wrap(response.response, sock)  # type: ignore[arg-type]
     return response
+
+
+def write_watch(app: Flask) -> WriteWatch:
+    """The app's write watch, made with the first stream."""
+    watch = app.extensions.get("spiral.write_watch")
+    if watch is None:
+        watch = app.extensions["spiral.write_watch"] = WriteWatch(
+            app.extensions["spiral"].config.send_timeout
+        )
+    return watch
 
 
 class WriteWatch:
@@ -125,6 +341,19 @@ class WriteWatch:
             close = getattr(body, "close", None)
             if close is not None:
                 close()
+
+    @contextmanager
+    def writing(self, sock: Any) -> Iterator[None]:
+        """Watch a write the stream makes itself (not through gunicorn)."""
+        self._start()
+        key = next(self._ids)
+        with self._lock:
+            self._writing[key] = (time.monotonic(), sock)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._writing.pop(key, None)
 
     def _start(self) -> None:
         with self._lock:

@@ -6,7 +6,8 @@ Client → server, one JSON object per message, each with a `type`:
     {"type": "emit", "glint": {"module": ..., "context": ...}, "ref": "r1"}
     {"type": "ping", "ref": "r2"}
 
-Server → client: events exactly as every socket gets them (`Event.ws`, built once per event),
+Server → client: events exactly as every socket gets them (`frames.ws_frame`: the whole frame is
+built once per event, and the same bytes go to every socket),
 
     {"event": "glint_emission", "id": 12, "data": {...glint...}}
 
@@ -18,8 +19,12 @@ A later `subscribe` replaces the subscription. A `dropped` or `closing` notice i
 and the socket is then closed (1008 / 1001); a message over the size limit closes it with 1009.
 
 Threads: the handler (the request's greenlet under gunicorn) receives and answers; one sender
-thread per subscription drives the listener feed. Every write goes through `_Connection.send`,
+thread per subscription drives the listener feed. Every write goes through `_Connection.write`,
 under one lock, with a timeout, so a stalled socket is dropped instead of holding its sender.
+
+The hub does not write to a WebSocket itself, as it does to an SSE stream (web/stream.py): the
+library's reader thread writes pings and pongs on its own, outside the connection's lock, so a
+frame the hub left half-written by a send that would not block could be interleaved with one.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from flask import Blueprint, Flask, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from werkzeug.datastructures import MultiDict
-from wsproto.events import TextMessage
+from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError
 
+from ..bus import frames
 from ..engine.breath import iso
 from ..engine.events import Filters
 from ..engine.feed import listener_feed, notice
@@ -66,7 +72,7 @@ _FRAME_KEYS = {
     "emit": {"type", "ref", "glint"},
     "ping": {"type", "ref"},
 }
-_HEARTBEAT = '{"type":"heartbeat"}'
+_HEARTBEAT = frames.ws_message(b'{"type":"heartbeat"}')
 _CLOSE_CODES = {"dropped": 1008, "closing": 1001}  # policy violation (too slow), going away
 
 
@@ -157,10 +163,10 @@ class _Pump:
         try:
             for batch in self.feed:
                 if batch is None:
-                    if not conn.send([_HEARTBEAT], self):
+                    if not conn.write(_HEARTBEAT, self):
                         return
                     continue
-                if not conn.send([e.ws for e in batch], self):
+                if not conn.write(b"".join([frames.ws_frame(e) for e in batch]), self):
                     return
                 last = batch[-1]
                 if last.seq is None and last.kind in _CLOSE_CODES:
@@ -284,7 +290,8 @@ class _Connection:
             "last_event_id": resume,
         }
         # Answered here, in frame order; events follow from the sender once the greeting is out.
-        if not self.send([orjson.dumps(answer).decode(), notice("breath", **breath).ws]):
+        greeting = [orjson.dumps(answer).decode(), frames.ws_text(notice("breath", **breath))]
+        if not self.send(greeting):
             sub.close()  # the feed never started, so its own cleanup will not run
             return
         self._pump = _Pump(self, sub, feed)
@@ -309,15 +316,22 @@ class _Connection:
     # -- writing (any thread) ------------------------------------------------------------------
     def send(self, texts: list[str], pump: _Pump | None = None) -> bool:
         """Write text messages in one go; False when this socket (or this sender) is done."""
+        return self.write(b"".join(frames.ws_message(t.encode()) for t in texts), pump)
+
+    def write(self, data: bytes, pump: _Pump | None = None) -> bool:
+        """Write whole frames made already (events' frames are shared by every socket); False
+        when this socket (or this sender) is done."""
         with self.lock:
             if self.closed or (pump is not None and pump.stopped) or not self.ws.connected:
                 return False
+            if self.ws.ws.state is not ConnectionState.OPEN:  # a close frame went out
+                self._abort_locked()
+                return False
             try:
-                data = b"".join(self.ws.ws.send(TextMessage(data=t)) for t in texts)
                 # sendall, not the library's send(): under gevent a send() can write part of a
                 # large batch and return; the socket timeout bounds how long a write may take.
                 self.ws.sock.sendall(data)
-            except (OSError, LocalProtocolError):  # socket.timeout is an OSError: stalled
+            except OSError:  # socket.timeout is an OSError: stalled
                 self._abort_locked()
                 return False
             return True

@@ -7,7 +7,7 @@ import threading
 import orjson
 import pytest
 
-from spiral_web.bus import Filters, MemoryHub, SubscriberDropped
+from spiral_web.bus import Filters, MemoryHub, SubscriberDropped, frames
 
 
 def glint(hub: MemoryHub, seq: int, module: str = "breath.emitter", phase: str = "inhale"):
@@ -21,17 +21,19 @@ def test_every_subscriber_gets_the_same_event_and_bytes():
     published = glint(hub, 1)
     received = [s.wait(0) for s in subs]
     assert all(len(r) == 1 and r[0] is published for r in received)
-    frames = [r[0].sse for r in received]
-    assert frames[0] is frames[1] is frames[2]  # serialized once, shared
-    assert frames[0] == b"id: 1\nevent: glint_emission\ndata: " + published.data + b"\n\n"
-    assert received[0][0].ws is received[1][0].ws
+    sse = [frames.sse(r[0]) for r in received]
+    assert sse[0] is sse[1] is sse[2]  # serialized once, shared
+    assert sse[0] == b"id: 1\nevent: glint_emission\ndata: " + published.data + b"\n\n"
+    assert frames.ws_text(received[0][0]) is frames.ws_text(received[1][0])
+    assert frames.ws_frame(received[0][0]) is frames.ws_frame(received[2][0])
 
 
 def test_publish_serializes_a_payload_once():
     hub = MemoryHub()
     event = hub.publish("breath", {"phase": "hold"})
     assert event.data == b'{"phase":"hold"}'
-    assert event.sse == b'event: breath\ndata: {"phase":"hold"}\n\n'  # no id: not replayable
+    # no id: not replayable
+    assert frames.sse(event) == b'event: breath\ndata: {"phase":"hold"}\n\n'
 
 
 def test_events_arrive_in_publish_order():

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, current_app, render_template, request
 
+from ...bus import frames
 from ...engine.events import Event
 from ...engine.feed import listener_feed
 from ...engine.ports import Subscription
@@ -204,11 +205,12 @@ class TickWriter:
         shown, shown_runs = glints[-TIMELINE_LIMIT:], runs[-RITUAL_LIMIT:]
         with ExitStack() as stack:
             render = _lazy_rendering(stack, self.app, self.script_root)
-            rows = [e.html(lambda e: _glint_row(render, e)) for e in reversed(shown)]
+            rows = [frames.html(e, lambda e: _glint_row(render, e)) for e in reversed(shown)]
             run_rows = [
-                e.html(lambda e: _run_row(render, e, self.app)) for e in reversed(shown_runs)
+                frames.html(e, lambda e: _run_row(render, e, self.app))
+                for e in reversed(shown_runs)
             ]
-            breath_html = breath.html(lambda e: _breath(render, e)) if breath else ""
+            breath_html = frames.html(breath, lambda e: _breath(render, e)) if breath else ""
         parts = []
         if rows:
             swap = "innerHTML" if len(glints) > TIMELINE_LIMIT else "afterbegin"
@@ -220,7 +222,7 @@ class TickWriter:
         parts.append(breath_html)
         parts.extend(self._statistics())
         self.owed = bool(rows or run_rows)
-        named = b"".join(e.sse for e in batch if e.kind not in _RENDERED)
+        named = b"".join([frames.sse(e) for e in batch if e.kind not in _RENDERED])
         if not any(parts):
             return named
         parts.append(self._mark())
