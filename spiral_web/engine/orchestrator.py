@@ -265,7 +265,9 @@ class Orchestrator:
 
     def _store(self, drafts: list[GlintDraft]) -> list[Decision]:
         """Decide the batch against the record and store what is new, in one transaction."""
-        wanted = {d.id for d in drafts} | {d.parent_id for d in drafts if d.parent_id}
+        # An id the hub made up a moment ago (122 random bits) names no stored glint: only the
+        # ids publishers chose, and the parents, are looked up (all of them after a clash).
+        wanted = {d.id for d in drafts if d.id_given} | {d.parent_id for d in drafts if d.parent_id}
         for _ in range(self.PLAN_ATTEMPTS):
             plan = plan_batch(drafts, self.record.lookup(wanted))
             if not plan.new:
@@ -273,6 +275,7 @@ class Orchestrator:
             try:
                 first = self.record.append(plan.new)
             except IdTaken:
+                wanted |= {d.id for d in drafts}
                 continue  # another writer stored one of these ids since the lookup
             return plan.outcomes(first)
         raise RuntimeError("the batch kept meeting ids other writers stored at the same time")
