@@ -60,8 +60,18 @@ class Hosts:
             for e in entries
             if e.startswith((".", "*."))
         )
+        self._seen: dict[str, bool] = {}  # a few Host headers, asked again and again
 
     def allows(self, header: str) -> bool:
+        seen = self._seen.get(header)
+        if seen is None:
+            seen = self._allows(header)
+            if len(self._seen) >= 1024:  # names anyone may send: bounded
+                self._seen.clear()
+            self._seen[header] = seen
+        return seen
+
+    def _allows(self, header: str) -> bool:
         if self.any:
             return True
         name = _host_name(header)
