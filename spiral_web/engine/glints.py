@@ -6,6 +6,7 @@ import math
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,17 +72,23 @@ class GlintIn(BaseModel):
 
 
 def new_glint_id() -> str:
-    """A random UUID (version 4), as `str(uuid.uuid4())` makes it, from a buffer of random bytes
-    read 4 KiB at a time (a `getrandom` call per glint cost more than the rest of the id)."""
+    """An id for a glint sent without one: a UUID of version 7 (RFC 9562), the time in
+    milliseconds and then 74 random bits.
+
+    Ids made one after another sort together, so the record's unique index of ids grows at its
+    end; with random (version 4) UUIDs every glint wrote another page of that index (measured:
+    15 µs a glint in SQLite). The random bytes come from a buffer filled 4 KiB at a time (a
+    `getrandom` call per glint cost more than the rest of the id)."""
     global _random, _used
     with _random_lock:
-        if _used >= len(_random):
+        if _used + 10 > len(_random):
             _random, _used = os.urandom(4096), 0
-        b = _random[_used : _used + 16]
-        _used += 16
-    h = b.hex()
-    # the version nibble is 4; the variant's two top bits are 10 (RFC 4122)
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[(b[8] >> 4) & 3]}{h[17:20]}-{h[20:]}"
+        b = _random[_used : _used + 10]
+        _used += 10
+    t = f"{time.time_ns() // 1_000_000:012x}"
+    r = b.hex()
+    # version 7, then 12 random bits; the variant (binary 10) and 2 random bits, then 60 more
+    return f"{t[:8]}-{t[8:]}-7{r[:3]}-{'89ab'[b[1] & 3]}{r[4:7]}-{r[7:19]}"
 
 
 def _forget_random() -> None:

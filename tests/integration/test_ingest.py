@@ -277,7 +277,7 @@ class Spy:
 class Generated:
     """Names the ids the hub generated (random) in the order they appear: gen-1, gen-2…"""
 
-    UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+    UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
     def __init__(self) -> None:
         self.names: dict[bytes, bytes] = {}

@@ -5,7 +5,8 @@ glint id, and the rules' remembered answers. No Flask, no sleeping."""
 from __future__ import annotations
 
 import random
-import re
+import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -108,11 +109,15 @@ def test_iso_is_datetimes_to_the_millisecond():
         assert iso(t) == expected.replace("+00:00", "Z"), t
 
 
-def test_glint_ids_are_distinct_version_4_uuids():
+def test_glint_ids_are_distinct_version_7_uuids_in_the_order_made():
+    before = time.time_ns() // 1_000_000
     ids = [new_glint_id() for _ in range(5_000)]  # past the end of several random buffers
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
-    shape = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-    assert all(shape.match(i) for i in ids)
+    assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)
+    stamps = [int(i.replace("-", "")[:12], 16) for i in ids]  # the milliseconds they were made
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
+    assert len({i[15:] for i in ids}) == len(ids)  # the random part alone tells them apart
 
 
 GLINT = {
