@@ -26,6 +26,7 @@ without Flask's cost per request), and everything else to Flask.
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import re
@@ -190,11 +191,19 @@ class Gate:
 
 def _deadline(seconds: float) -> Any:
     """A gevent.Timeout when sockets are gevent's (the gunicorn gevent worker), else None."""
+    timeout = _timeout_class()
+    return timeout(seconds) if timeout is not None else None
+
+
+@functools.cache
+def _timeout_class() -> Any:
+    """gevent.Timeout when sockets are gevent's, else None (asked once: a worker patches the
+    standard library before it loads the app, and never unpatches it)."""
     try:
         from gevent import Timeout, monkey
     except ImportError:
         return None
-    return Timeout(seconds) if monkey.is_module_patched("socket") else None
+    return Timeout if monkey.is_module_patched("socket") else None
 
 
 def _refuse(start_response: StartResponse, status: str, error: str, message: str) -> list[bytes]:
