@@ -13,7 +13,7 @@ from typing import Any
 from .common import Options, Row, get_json, median, spread
 from .loadgen import run_ssefan
 from .profile import Recorder
-from .server import CLIENT_CPU, SERVER_CPU, RedisServer, Server, rss_mb
+from .server import CLIENT_CPU, SERVER_CPU, PostgresServer, RedisServer, Server, rss_mb
 from .streams import shutdown, slow
 
 
@@ -27,12 +27,32 @@ class Variant:
     env: tuple[tuple[str, str], ...] = ()
     workers: int = 1
     redis: bool = False
+    postgres: bool = False  # the record in PostgreSQL (a new database of one cluster per run)
 
-    def server(self, opts: Options, cpu: int | None, redis_url: str | None = None) -> Server:
+    def server(
+        self,
+        opts: Options,
+        cpu: int | None,
+        redis_url: str | None = None,
+        database_url: str | None = None,
+    ) -> Server:
         env = dict(self.env)
         if redis_url is not None:
             env["SPIRAL_REDIS_URL"] = redis_url
+        if database_url is not None:
+            env["SPIRAL_DATABASE_URL"] = database_url
         return Server(self.via or opts.via, env=env, workers=self.workers, cpu=cpu)
+
+
+_POSTGRES: list[PostgresServer] = []
+
+
+def postgres() -> PostgresServer:
+    """One PostgreSQL cluster for the whole bench, on the client's CPU (a database is another
+    machine's work in production: the server's CPU stays Spiral's); stopped at exit."""
+    if not _POSTGRES:
+        _POSTGRES.append(PostgresServer(cpu=CLIENT_CPU).__enter__())
+    return _POSTGRES[0]
 
 
 BARE_FANOUT = Variant("bare fan-out (reference)", "fanout", "bare", "/fanout", "/fanout/glint")
@@ -59,8 +79,9 @@ def measure(
     cpu = SERVER_CPU if pinned else None
     redis = RedisServer() if variant.redis else None
     redis_url = redis.__enter__() if redis is not None else None
+    database_url = postgres().database() if variant.postgres else None
     try:
-        with variant.server(opts, cpu, redis_url) as server:
+        with variant.server(opts, cpu, redis_url, database_url) as server:
             at_publish: dict[str, Any] = {"rss_empty": rss_mb(server.worker)}
             recorder: Recorder | None = None
 
@@ -262,11 +283,24 @@ async def ingest(opts: Options) -> list[Row]:
     seconds, publishers = max(2.0, 8.0 * opts.scale), 64
     # usage counts ingest against SPIRAL_CAPACITY (500/s by default) and the throttle answers 429
     # above 0.8 of it: size it to the machine, as an operator would, to measure ingest
+    capacity = ("SPIRAL_CAPACITY", "20000")
     variants = [
         Variant("bare WSGI POST, no Flask (reference)", "wsgi", "bare-wsgi"),
         Variant("bare Flask JSON POST (reference)", "flask", "bare"),
-        Variant("Spiral, synchronous=NORMAL", "spiral", None, env=(("SPIRAL_CAPACITY", "20000"),)),
+        Variant("Spiral, synchronous=NORMAL", "spiral", None, env=(capacity,)),
+        Variant(
+            "Spiral, PostgreSQL (fsync, synchronous_commit on; its server on CPU 1)",
+            "spiral-pg",
+            None,
+            env=(capacity,),
+            postgres=True,
+        ),
     ]
+    try:
+        PostgresServer._bin()
+    except RuntimeError as exc:
+        print(f"  ingest on PostgreSQL skipped: {exc}", flush=True)
+        variants.pop()
 
     def one(v: Variant, i: int) -> dict[str, Any]:
         r = measure(opts, v, f"ingest-{v.slug}-{i + 1}", 0, 0, seconds, 1.0, publishers)
@@ -281,7 +315,7 @@ async def ingest(opts: Options) -> list[Row]:
         return r
 
     res = _rounds(opts, variants, one)
-    wsgi, flask, spiral = (res[v] for v in variants)
+    wsgi, flask = res[variants[0]], res[variants[1]]
     rows = []
     for v, runs in res.items():
         text = (
@@ -290,12 +324,14 @@ async def ingest(opts: Options) -> list[Row]:
             f"POST p99 {spread([r['post_p99_ms'] for r in runs])} ms"
         )
         setup = f"{v.label}: {publishers} keep-alive publishers, closed loop, 1 worker"
-        if runs is not spiral:
+        if v.via is not None:
             rows.append(Row("ingest", setup, text, "reference", "-"))
             continue
+        spiral = runs
         ratio = _ratios(spiral, flask, "rate")
         text += (
-            f"; vs bare Flask ×{spread(ratio, '{:.2f}')}, "
+            f"; vs bare Flask ×{spread(ratio, '{:.2f}')} "
+            f"(CPU per POST ×{spread(_ratios(spiral, flask, 'us_per_unit'), '{:.2f}')}), "
             f"vs bare WSGI ×{spread(_ratios(spiral, wsgi, 'rate'), '{:.2f}')}"
         )
         durable = all(r["stored"] >= r["post_ok"] and r["post_errors"] == 0 for r in runs)

@@ -284,3 +284,83 @@ class RedisServer:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster: `initdb` into a temporary folder, started on a free loopback
+    port with PostgreSQL's own defaults (fsync and synchronous_commit on: a commit is flushed
+    before Spiral acknowledges the glint, the durability the ingest target asks for). Run as the
+    `postgres` user when this process is root (PostgreSQL refuses root). `database()` makes a new
+    empty database and answers its URL."""
+
+    USER = "spiral"
+
+    def __init__(self, cpu: int | None = None) -> None:
+        self.cpu = cpu
+        self.root: Path | None = None
+        self.port = 0
+        self.bin = self._bin()
+
+    @staticmethod
+    def _bin() -> Path:
+        on_path = shutil.which("pg_ctl")
+        if on_path:
+            return Path(on_path).parent
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: p.parts[-3])
+        if not found:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+        return found[-1].parent
+
+    @staticmethod
+    def _as_owner(argv: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+    def __enter__(self) -> PostgresServer:
+        self.root = Path(tempfile.mkdtemp(prefix="spiral-bench-pg-"))
+        self.root.chmod(0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        data = self.root / "data"
+        initdb = [str(self.bin / "initdb"), "-A", "trust", "-U", self.USER, "-E", "UTF8"]
+        subprocess.run(
+            self._as_owner([*initdb, "--locale=C", "-D", str(data)]),
+            check=True,
+            capture_output=True,
+        )
+        self.port = free_port()
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        options += " -c max_connections=100"
+        start = [str(self.bin / "pg_ctl"), "-D", str(data), "-w", "-t", "30", "-o", options]
+        start += ["-l", str(self.root / "server.log"), "start"]
+        result = subprocess.run(self._as_owner(start), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start: {result.stderr}")
+        if self.cpu is not None and pinning():  # the postmaster; its backends inherit it
+            pid = int((data / "postmaster.pid").read_text().split()[0])
+            subprocess.run(
+                ["taskset", "-a", "-p", "-c", str(self.cpu), str(pid)], capture_output=True
+            )
+        atexit.register(self.__exit__)
+        return self
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{dbname}?connect_timeout=5"
+
+    def database(self) -> str:
+        """A new empty database; answers its URL."""
+        import uuid
+
+        import psycopg
+
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.root is None:
+            return
+        stop = [str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"]
+        subprocess.run(self._as_owner(stop), capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None

@@ -43,6 +43,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["spiral"] = spiral
     _configure_security(app, config)
     _configure_blueprints(app)
+    _configure_ingest(app)
     refuse_when_exposed(app, config)  # servers that bind after this point are checked then
     spiral.start()
     return app
@@ -78,6 +79,13 @@ def _configure_security(app: Flask, config: Config) -> None:
 
     auth.init_app(app, config)
     security.init_app(app, config)
+
+
+def _configure_ingest(app: Flask) -> None:
+    """`POST /stream/glint` answered by the gate, in front of Flask (web/ingest.py)."""
+    from .web import ingest
+
+    ingest.mount(app, app.extensions["spiral.gate"])
 
 
 def _configure_blueprints(app: Flask) -> None:

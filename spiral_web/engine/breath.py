@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .climate import CLIMATES, Climate, ClimateTracker
 from .clock import Clock
-from .phases import CYCLE, PHASES, BreathConfig, Override, Phase, QuietHours, phase_at
+from .phases import (
+    CYCLE,
+    PHASES,
+    BreathConfig,
+    Override,
+    Phase,
+    PhaseSpan,
+    QuietHours,
+    phase_at,
+    span_ends,
+)
 from .windows import SecondCounter
 
 if TYPE_CHECKING:
@@ -115,7 +125,27 @@ class BreathState:
 
 
 def iso(t: float) -> str:
+    """`2027-01-15T08:00:00.000Z`: UTC, to the millisecond (as datetime rounds t to the
+    microsecond, then cuts to the millisecond)."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:  # before 1970: not worth a cache
+        return _iso(t)
+    global _iso_second
+    second = int(whole)
+    cached = _iso_second
+    if cached[0] != second:  # the date and time are formatted once a second
+        cached = _iso_second = (second, _iso(second)[:-5])
+    return f"{cached[1]}.{us // 1000:03d}Z"
+
+
+def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_iso_second: tuple[int, str] = (-1, "")  # the last second iso() formatted, without its fraction
 
 
 class BreathEngine:
@@ -140,6 +170,8 @@ class BreathEngine:
         self._climate = ClimateTracker(config)
         self._ingest = SecondCounter(max(config.usage_window, 60))
         self._phase_override: Override | None = None
+        # phase_at's answer, kept while it holds: (span, from, until, the override it assumed)
+        self._span: tuple[PhaseSpan, float, float, Override | None] | None = None
         self._climate_override: Override | None = None
         self._last_published: tuple[object, ...] | None = None
         # Protective state that rituals switch on (the throttle, the watcher, caesura); the breath
@@ -394,20 +426,20 @@ class BreathEngine:
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> BreathState:
         now = self.clock.now()
+        backlog = self._backlog()
         with self._lock:
-            span = phase_at(now, self.config, self._phase_override)
+            span = self._span_at(now)
             climate: Climate = self._climate.level(now)
             reason = "traffic"
             co = self._climate_override
             if co is not None and co.active(now):
                 climate, reason = co.value, "override"  # type: ignore[assignment]
             rate = self._ingest.rate(now, self.config.usage_window)
-        usage = round(min(1.0, max(rate / self.config.capacity, self._backlog())), 3)
-        with self._lock:
+            usage = round(min(1.0, max(rate / self.config.capacity, backlog)), 3)
             if self._throttle_release is not None and usage < self._throttle_release:
                 self._throttle_release = None  # hysteresis: lifted only below the release level
             throttled = self._throttle_release is not None
-            if any(a.until <= now for a in self._alerts):
+            if self._alerts and any(a.until <= now for a in self._alerts):
                 self._alerts = [a for a in self._alerts if a.until > now]
             alerts = tuple(self._alerts)
             caesura = span.phase == "night_hold" and self._caesura_until > now
@@ -424,6 +456,17 @@ class BreathEngine:
             caesura=caesura,
             alerts=alerts,
         )
+
+    def _span_at(self, now: float) -> PhaseSpan:
+        """phase_at(now), computed again only when the span it answered last has ended (or the
+        override changed, or the clock went back): quiet hours cost a time-zone conversion."""
+        kept = self._span
+        override = self._phase_override
+        if kept is not None and kept[1] <= now < kept[2] and kept[3] is override:
+            return kept[0]
+        span = phase_at(now, self.config, override)
+        self._span = (span, now, span_ends(span, now, self.config, override), override)
+        return span
 
     def suspects(self) -> dict[str, int]:
         now = self.clock.now()

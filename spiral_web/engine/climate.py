@@ -60,9 +60,13 @@ class ClimateTracker:
         return out
 
     def raw_level(self, now: float) -> Climate:
+        bad = self._rejected.total(now)
+        cfg = self.config
+        if bad == 0 and cfg.suspicious_rejections > 0 and cfg.unsettled_rejections > 0:
+            return "clear"  # no rejection in the window: no source can be a suspect either
         if self.suspects(now):
             return "suspicious"
-        bad, good = self._rejected.total(now), self._accepted.total(now)
+        good = self._accepted.total(now)
         if (
             bad >= self.config.unsettled_rejections
             and bad / (bad + good) >= self.config.unsettled_share

@@ -145,11 +145,13 @@ class Orchestrator:
     def close(self) -> None:
         """A clean stop: the mark learns the exact last seq."""
         if self.mark is not None:
-            with self._commit_lock:
-                try:
-                    self.mark.close(self.last_published_seq)
-                except Exception:
-                    log.exception("could not write the seq mark at close")
+            self._commit_lock.acquire()
+            try:
+                self.mark.close(self.last_published_seq)
+            except Exception:
+                log.exception("could not write the seq mark at close")
+            finally:
+                self._let_go()
 
     def observe(
         self,
@@ -182,19 +184,7 @@ class Orchestrator:
             )
         )
         self._queue.append(pending)
-        # Whoever gets the lock commits until the queue is empty; the others wait on their own
-        # event, not on the lock (under gevent, new arrivals jump a lock's queue: waiters for an
-        # already-committed glint starved for seconds in the fan-out benchmark).
-        while not pending.done:
-            if self._commit_lock.acquire(blocking=False):
-                try:
-                    time.sleep(0)  # let callers that are already running join this batch
-                    while self._queue:
-                        self._commit()
-                finally:
-                    self._commit_lock.release()
-            else:
-                pending.event.wait(0.05)
+        self._settle(pending)
         decision = pending.result
         if isinstance(decision, RecordUnavailable):  # every entry point answers it alike
             raise Unavailable(decision) from decision
@@ -215,17 +205,52 @@ class Orchestrator:
                         log.exception("ritual evaluation failed for glint %s", glint.id)
         return EmitResult(glint, decision.duplicate, self.hub.listeners)
 
+    def _settle(self, pending: _Pending) -> None:
+        """Return once a commit answered `pending`.
+
+        Whoever finds nobody committing commits until the queue is empty; the others wait on
+        their own event, not on the lock (under gevent, new arrivals jump a lock's queue: waiters
+        for an already-committed glint starved for seconds in the fan-out benchmark). A caller
+        queues before it looks at the lock, and a committer looks at the queue after it lets go
+        of the lock, so a glint is never left queued with nobody to commit it; the waits need no
+        timeout (a gevent timer each)."""
+        lock = self._commit_lock
+        while not pending.done:
+            # `locked()` first: under gevent a failed non-blocking acquire also yields.
+            if not lock.locked() and lock.acquire(blocking=False):
+                try:
+                    time.sleep(0)  # let callers that are already running join this batch
+                    while self._queue:
+                        self._commit()
+                finally:
+                    self._let_go()
+            else:
+                pending.event.wait()
+                if not pending.done:
+                    pending.event.clear()  # woken to commit: the queue was left to it
+
+    def _let_go(self) -> None:
+        """Release the commit lock, and wake whoever is still queued (a caller of another
+        thread, behind a commit that raised or a ritual run that held the lock): one of them
+        commits the rest."""
+        self._commit_lock.release()
+        for left in tuple(self._queue):
+            left.event.set()
+
     def publish_run(
         self, ritual: str, status: str, at_ts: float, record: dict[str, Any]
     ) -> tuple[int, bytes]:
         """Store a ritual run under the next seq and publish it as a `ritual` event.
 
         Under the commit lock, like glints, so that events reach the hub in seq order."""
-        with self._commit_lock:
+        self._commit_lock.acquire()
+        try:
             seq, data = self.record.append_run(RunDraft(ritual, status, at_ts, record))
             self._note(seq)
             self.hub.publish("ritual", data=data, seq=seq)
             self.last_published_seq = seq
+        finally:
+            self._let_go()
         return seq, data
 
     def _commit(self) -> None:
@@ -265,7 +290,9 @@ class Orchestrator:
 
     def _store(self, drafts: list[GlintDraft]) -> list[Decision]:
         """Decide the batch against the record and store what is new, in one transaction."""
-        wanted = {d.id for d in drafts} | {d.parent_id for d in drafts if d.parent_id}
+        # An id the hub made up a moment ago (122 random bits) names no stored glint: only the
+        # ids publishers chose, and the parents, are looked up (all of them after a clash).
+        wanted = {d.id for d in drafts if d.id_given} | {d.parent_id for d in drafts if d.parent_id}
         for _ in range(self.PLAN_ATTEMPTS):
             plan = plan_batch(drafts, self.record.lookup(wanted))
             if not plan.new:
@@ -273,6 +300,7 @@ class Orchestrator:
             try:
                 first = self.record.append(plan.new)
             except IdTaken:
+                wanted |= {d.id for d in drafts}
                 continue  # another writer stored one of these ids since the lookup
             return plan.outcomes(first)
         raise RuntimeError("the batch kept meeting ids other writers stored at the same time")

@@ -50,6 +50,18 @@ class QuietHours:
                 return start.timestamp(), end.timestamp()
         return None
 
+    def next_start(self, t: float) -> float:
+        """When the next quiet window after t begins (epoch seconds), reckoned as `window_at`
+        reckons its windows."""
+        zone = ZoneInfo(self.tz)
+        local = datetime.fromtimestamp(t, zone)
+        for day_shift in (0, 1, 2):
+            day = (local + timedelta(days=day_shift)).date()
+            start = datetime.combine(day, self.start, zone).timestamp()
+            if start > t:
+                return start
+        return t + 86_400.0  # not reached: tomorrow's start is later than t
+
 
 @dataclass(frozen=True)
 class BreathConfig:
@@ -118,3 +130,14 @@ def phase_at(t: float, config: BreathConfig, override: Override | None = None) -
     return PhaseSpan(
         "return", cycle_start + cycle - config.durations["return"], cycle_start + cycle, "cycle"
     )
+
+
+def span_ends(span: PhaseSpan, t: float, config: BreathConfig, override: Override | None) -> float:
+    """Until when `phase_at` keeps answering `span` from t on (the same config and override): its
+    end, or sooner when quiet hours begin within a cycle phase or an override starts later."""
+    until = span.ends_at
+    if span.reason == "cycle" and config.quiet_hours is not None:
+        until = min(until, config.quiet_hours.next_start(t))
+    if override is not None and override.since > t:
+        until = min(until, override.since)
+    return until

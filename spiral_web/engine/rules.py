@@ -56,7 +56,7 @@ class RuleError(ValueError):
 
 
 class Rule:
-    __slots__ = ("source", "_program")
+    __slots__ = ("source", "reads", "_program", "_answers")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -66,20 +66,29 @@ class Rule:
             self._program = cel.compile(source)
         except ValueError as exc:
             raise RuleError(str(exc)) from None
-        unknown = sorted(set(self._program.variables()) - set(VARIABLES) - bound)
+        names = set(self._program.variables())
+        unknown = sorted(names - set(VARIABLES) - bound)
         if unknown:
             raise RuleError(f"unknown name {unknown[0]!r}; a rule can use {', '.join(VARIABLES)}")
         self.source = source
+        self.reads = tuple(name for name in VARIABLES if name in names)
+        # A CEL program is a pure function of the names it reads: a rule that does not read the
+        # context (a dict) remembers its answer for each combination of the values it read.
+        self._answers: dict[tuple[Any, ...], bool] | None = None if "context" in names else {}
 
-    def matches(self, activation: Mapping[str, Any] | cel.Context) -> bool:
+    def matches(self, activation: Mapping[str, Any] | cel.Context | Activation) -> bool:
         """True only when the rule evaluates to true; a missing key or a type error is a no-match.
 
-        Pass `prepare(activation)` when several rules see the same event: converting the
-        activation to CEL values is most of the cost, and a prepared one is converted once."""
+        Pass an `Activation` when several rules see the same event: each rule then converts only
+        the names it reads, and a rule that does not read the context answers from what it
+        remembers of the same values."""
+        if isinstance(activation, Activation):
+            return activation.test(self)
+        return self._run(activation if isinstance(activation, cel.Context) else dict(activation))
+
+    def _run(self, activation: dict[str, Any] | cel.Context) -> bool:
         try:
-            if isinstance(activation, cel.Context):
-                return self._program.execute(activation) is True
-            return self._program.execute(dict(activation)) is True
+            return self._program.execute(activation) is True
         except (KeyError, TypeError, ValueError, RuntimeError):
             return False
 
@@ -123,6 +132,46 @@ def prepare(activation: Mapping[str, Any]) -> cel.Context:
 
     Not thread-safe (a cel.Context is not): prepare one per event, in the thread evaluating it."""
     return cel.Context(variables=dict(activation))
+
+
+REMEMBERED = 4096  # answers a rule keeps (then it forgets them all and starts again)
+
+
+class Activation:
+    """One event's activation (every name a rule can see), for the rules that look at it.
+
+    A rule that does not read the context answers from the values it reads: remembered, or run
+    on those values alone (a handful of strings and a number: cheap to convert). The rules that
+    read the context share one CEL context, converted on first use with the names they read
+    (`names`; all of them when not given). The four built-in rituals never read the context, so
+    a glint's context is never converted for them. Not thread-safe: one per event."""
+
+    __slots__ = ("values", "names", "_prepared")
+
+    def __init__(self, values: Mapping[str, Any], names: tuple[str, ...] | None = None) -> None:
+        self.values = values
+        self.names = names
+        self._prepared: cel.Context | None = None
+
+    def test(self, rule: Rule) -> bool:
+        answers = rule._answers
+        values = self.values
+        if answers is None:  # reads the context
+            if self._prepared is None:
+                names = self.names if self.names is not None else tuple(values)
+                self._prepared = cel.Context(variables={n: values[n] for n in names if n in values})
+            return rule._run(self._prepared)
+        try:
+            key = tuple([values[n] for n in rule.reads])
+            answer = answers.get(key)
+        except (KeyError, TypeError):  # a name missing, a value that cannot be a key
+            return rule._run({n: values[n] for n in rule.reads if n in values})
+        if answer is None:
+            answer = rule._run({n: values[n] for n in rule.reads})
+            if len(answers) >= REMEMBERED:
+                answers.clear()
+            answers[key] = answer
+        return answer
 
 
 def check_cost(source: str) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,13 +46,22 @@ def json_response(
 def cross_origin() -> bool:
     """True for a request a browser sent from a page of another origin. Fetch metadata first
     (every current browser sends it, and it is right behind a proxy); else the Origin header."""
-    site = request.headers.get("Sec-Fetch-Site")
+    headers = request.headers
+    return is_cross_origin(headers.get("Sec-Fetch-Site"), headers.get("Origin"), _host)
+
+
+def is_cross_origin(site: str | None, origin: str | None, host: Callable[[], str]) -> bool:
+    """cross_origin() for a request with these Sec-Fetch-Site and Origin headers, to `host()`
+    (the host it names, asked only when the Origin header decides)."""
     if site:
         return site not in ("same-origin", "none")
-    origin = request.headers.get("Origin")
     if origin is None:
         return False  # not a browser, or a same-origin GET
-    return origin == "null" or urlsplit(origin).netloc != request.host
+    return origin == "null" or urlsplit(origin).netloc != host()
+
+
+def _host() -> str:
+    return request.host
 
 
 def count_rejection(who: str, status: int = 0, reason: str = "") -> None:

@@ -19,19 +19,26 @@ arrived by then is answered `408 request_timeout`, and gunicorn closes the conne
 keep-alive wait (it cannot tell where the next request would start). The deadline needs gevent's
 cooperative sockets (the gevent worker); elsewhere (the test client, `flask run`) the body is
 read up front without one. A body larger than `max_body_bytes` is not read: Flask answers 413.
+
+**Then** `POST /stream/glint` goes to web/ingest.py (the same checks and answers as its Flask view,
+without Flask's cost per request), and everything else to Flask.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..config import Config
+
+if TYPE_CHECKING:
+    from .ingest import Ingest
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -39,6 +46,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_-]{1,63})*")
 _PORT = re.compile(r"\d{1,5}")
 _CHUNK = 64 * 1024
+_LATE = object()  # _read_body: the body did not arrive within the deadline
 
 
 class Hosts:
@@ -53,8 +61,18 @@ class Hosts:
             for e in entries
             if e.startswith((".", "*."))
         )
+        self._seen: dict[str, bool] = {}  # a few Host headers, asked again and again
 
     def allows(self, header: str) -> bool:
+        seen = self._seen.get(header)
+        if seen is None:
+            seen = self._allows(header)
+            if len(self._seen) >= 1024:  # names anyone may send: bounded
+                self._seen.clear()
+            self._seen[header] = seen
+        return seen
+
+    def _allows(self, header: str) -> bool:
         if self.any:
             return True
         name = _host_name(header)
@@ -100,6 +118,7 @@ class Gate:
         self.hosts = Hosts(config.allowed_hosts)
         self.body_timeout = config.body_timeout
         self.max_body = config.max_body_bytes
+        self.ingest: Ingest | None = None  # set once the app is built (web/ingest.py: mount)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST")
@@ -112,26 +131,34 @@ class Gate:
                 f"this server does not answer for the host {shown!r}: if it should, add the name "
                 "to SPIRAL_ALLOWED_HOSTS (localhost and addresses always pass)",
             )
-        if not self._read_body(environ):
+        body = self._read_body(environ)
+        if body is _LATE:
             return _refuse(
                 start_response,
                 "408 Request Timeout",
                 "request_timeout",
                 f"the request body did not arrive within {self.body_timeout:g} s",
             )
+        ingest = self.ingest
+        if ingest is not None and ingest.takes(environ, body):
+            return ingest(environ, start_response, body)
         return self.app(environ, start_response)
 
-    def _read_body(self, environ: dict[str, Any]) -> bool:
-        """Read the body into memory within the deadline; False when it did not arrive in time."""
+    def _read_body(self, environ: dict[str, Any]) -> Any:
+        """Read the body into memory within the deadline: its bytes (b"" for none); None when it
+        was not read (larger than allowed, or a Content-Length that is not a number: Flask
+        answers); _LATE when it did not arrive in time."""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return True  # Flask answers a Content-Length that is not a number
+            return None  # Flask answers a Content-Length that is not a number
         if chunked:
             length = self.max_body + 1  # at most one byte more than allowed: enough for a 413
-        elif length <= 0 or length > self.max_body:
-            return True  # no body; or one Flask refuses (413) without reading it
+        elif length <= 0:
+            return b""
+        elif length > self.max_body:
+            return None  # refused (413) without reading it
         timeout = _deadline(self.body_timeout)
         body = bytearray()
         stream = environ["wsgi.input"]
@@ -145,25 +172,38 @@ class Gate:
                 body += chunk
         except BaseException as exc:
             if timeout is not None and exc is timeout:
-                return False
+                return _LATE
             raise
         finally:
             if timeout is not None:
                 timeout.close()
-        environ["wsgi.input"] = io.BytesIO(bytes(body))
+        whole = bytes(body)
+        environ["wsgi.input"] = io.BytesIO(whole)
         if chunked:
-            environ["CONTENT_LENGTH"] = str(len(body))
+            # Now a body of known length: werkzeug reads a Content-Length only when the request
+            # does not say chunked, and one byte over the limit is then a 413 (as an oversized
+            # Content-Length is), not a body cut short.
+            del environ["HTTP_TRANSFER_ENCODING"]
+            environ["CONTENT_LENGTH"] = str(len(whole))
             environ["wsgi.input_terminated"] = True
-        return True
+        return whole
 
 
 def _deadline(seconds: float) -> Any:
     """A gevent.Timeout when sockets are gevent's (the gunicorn gevent worker), else None."""
+    timeout = _timeout_class()
+    return timeout(seconds) if timeout is not None else None
+
+
+@functools.cache
+def _timeout_class() -> Any:
+    """gevent.Timeout when sockets are gevent's, else None (asked once: a worker patches the
+    standard library before it loads the app, and never unpatches it)."""
     try:
         from gevent import Timeout, monkey
     except ImportError:
         return None
-    return Timeout(seconds) if monkey.is_module_patched("socket") else None
+    return Timeout if monkey.is_module_patched("socket") else None
 
 
 def _refuse(start_response: StartResponse, status: str, error: str, message: str) -> list[bytes]:

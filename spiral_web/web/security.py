@@ -16,6 +16,7 @@ from flask import Flask, Response, current_app, g, request
 
 from ..bus.cluster import retry_seconds
 from ..config import Config
+from ..services import Spiral
 from .access import declared
 from .common import address, source, spiral
 from .errors import RateLimited, Unavailable
@@ -57,7 +58,8 @@ HEADERS = {
 def init_app(app: Flask, config: Config) -> None:
     """The gate before Flask (Host names, bodies within a deadline: web/gate.py), the limits
     before each view, the headers after it."""
-    app.wsgi_app = Gate(app.wsgi_app, config)  # type: ignore[method-assign]
+    gate = app.extensions["spiral.gate"] = Gate(app.wsgi_app, config)
+    app.wsgi_app = gate  # type: ignore[method-assign]
     rate, burst = config.rate()
     app.extensions["spiral.limiter"] = SourceLimiter(rate, burst) if rate else None
     per_client = config.max_subscribers_per_client or max(1, config.max_subscribers // 2)
@@ -167,12 +169,18 @@ class StreamShares:
 
 def check_rate(who: str) -> None:
     """Raise RateLimited (429, Retry-After) when `who` has used up its bucket."""
-    limiter: SourceLimiter | None = current_app.extensions.get("spiral.limiter")
+    problem = rate_refusal(current_app.extensions.get("spiral.limiter"), spiral(), who)
+    if problem is not None:
+        raise problem
+
+
+def rate_refusal(limiter: SourceLimiter | None, hub: Spiral, who: str) -> RateLimited | None:
+    """Take one token of `who`'s bucket: the 429 when it is empty, else None (and always None
+    when no rate is set)."""
     if limiter is None:
-        return
-    wait = limiter.take(who)
-    if wait is not None:
-        raise RateLimited(wait, limiter.rate)
+        return None
+    wait = limiter.take(who, hub)
+    return None if wait is None else RateLimited(wait, limiter.rate)
 
 
 @dataclass(frozen=True)
@@ -187,8 +195,7 @@ class SourceLimiter:
     rate: float
     burst: float
 
-    def take(self, who: str) -> int | None:
+    def take(self, who: str, hub: Spiral) -> int | None:
         """Take one token: None when allowed, else whole seconds until one is available."""
-        hub = spiral()
         wait = hub.cluster.take(f"source:{who}", hub.clock.now(), self.rate, max(1.0, self.burst))
         return None if wait is None else retry_seconds(wait)

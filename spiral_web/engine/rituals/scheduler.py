@@ -29,7 +29,7 @@ from ..breath import BreathEngine, BreathState, iso
 from ..clock import Clock
 from ..glints import Glint, GlintIn
 from ..ports import Cluster, Record
-from ..rules import Rule, activation, glint_fields, prepare
+from ..rules import Activation, Rule, activation, glint_fields
 from .actions import ACTIONS, ActionError, Capabilities, Outcome, RunContext
 from .dryrun import dry_run
 from .specs import RitualSpec
@@ -111,6 +111,11 @@ class RitualEngine:
             stopping=self.stopping,
         )
         self._order = [s for s in specs if s.enabled]
+        # What the rules that read the context read: a context converted to CEL has these only
+        # (the others answer from the few values they read: rules.Activation).
+        self._names = tuple(
+            sorted({n for s in self._order if "context" in s.rule.reads for n in s.rule.reads})
+        )
         self._caesura = any(s.action == "caesura" for s in self._order)
         self._lock = threading.Lock()
         self._state = {s.name: _State() for s in specs}
@@ -126,9 +131,8 @@ class RitualEngine:
         """Evaluate every ritual on a stored glint (called after its commit, outside the lock)."""
         if self._depth():
             return
-        self._evaluate(
-            "glint", prepare(activation(glint_fields(glint), glint.breath, "glint")), glint, state
-        )
+        act = Activation(activation(glint_fields(glint), glint.breath, "glint"), self._names)
+        self._evaluate("glint", act, glint, state)
 
     def on_breath(self, state: BreathState) -> None:
         """Evaluate rituals on a phase or climate change; called on every breath publish.
@@ -151,7 +155,9 @@ class RitualEngine:
         if not events:  # nothing changed, but what the caesura deferred may be due
             self._evaluate(None, None, None, state)
         for event in events:
-            self._evaluate(event, prepare(activation(None, breath, event)), None, state)
+            self._evaluate(
+                event, Activation(activation(None, breath, event), self._names), None, state
+            )
 
     def _evaluate(
         self, event: str | None, act: Any, glint: Glint | None, state: BreathState

@@ -37,7 +37,7 @@ def guard() -> Any:
     authenticate()
     if (unsafe or access.stream == "websocket") and cross_origin():
         if unsafe or g.spiral_principal is None:
-            raise Forbidden("requests from pages of another origin are refused", "cross_origin")
+            raise cross_origin_refusal()
     if unsafe and _needs_csrf(access):
         try:
             check_csrf()
@@ -63,17 +63,28 @@ def guard() -> Any:
     raise problem
 
 
+def cross_origin_refusal() -> Forbidden:
+    """The answer to a state-changing request from a page of another origin."""
+    return Forbidden("requests from pages of another origin are refused", "cross_origin")
+
+
 def _role_refusal(access: Access) -> ApiError | None:
-    """Read comes first for read and publish (publish is checked on top); admin is asked for
-    as such, so a refusal names the admin token."""
-    if access.role == "public":
-        return None
     if access.role == "admin" and not access.token_field:
-        return admin_refusal()
-    problem = refusal("read")
-    if problem is None and access.role == "publish":
-        problem = refusal("publish")
-    return problem
+        return admin_refusal()  # asked for as such, so that a refusal names the admin token
+    for role in roles_checked(access):
+        problem = refusal(role)
+        if problem is not None:
+            return problem
+    return None
+
+
+def roles_checked(access: Access) -> tuple[str, ...]:
+    """The roles a caller of a public, read or publish view must hold, in the order they are
+    checked: read comes first for read and publish (publish is checked on top). An admin form
+    that takes the token in a field is checked for read here, and for admin by its view."""
+    if access.role == "public":
+        return ()
+    return ("read", "publish") if access.role == "publish" else ("read",)
 
 
 def _needs_csrf(access: Access) -> bool:

@@ -1,23 +1,36 @@
-"""Who a request acts as (a Principal, or anonymous), and why it may not act as a role."""
+"""Who a request acts as (a Principal, or anonymous), and why it may not act as a role.
+
+Each check is a function of what it needs (`verify_token`, `role_refusal`), called here for
+Flask's request and by web/ingest.py for `POST /stream/glint` served in front of Flask."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from flask import g, request, session
 
 from ..access import declared
-from ..common import cross_origin
+from ..common import address, cross_origin, spiral
 from ..errors import ApiError, Forbidden, Unauthorized
 from . import sessions
-from .throttle import throttle
-from .tokens import Principal, tokens
+from .throttle import GuessThrottle, throttle
+from .tokens import Principal, Tokens, tokens
+
+if TYPE_CHECKING:
+    from ...services import Spiral
 
 _VERBS = {"read": "read the stream", "publish": "publish glints", "admin": "act as admin"}
 
 
 def bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
+    return bearer_of(request.headers.get("Authorization", ""))
+
+
+def bearer_of(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for another scheme or none."""
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    token = token.strip()
+    return token if token and scheme.lower() == "bearer" else None
 
 
 def principal() -> Principal | None:
@@ -58,23 +71,39 @@ def authenticate() -> None:
 def check_token(given: str, via: str) -> Principal:
     """The principal `given` stands for; raises Forbidden for a wrong or revoked secret, and
     TooManyFailures (429) while this address is throttled for guessing (throttle.py)."""
-    table = tokens()
+    return verify_token(tokens(), throttle(), spiral(), given, via, address())
+
+
+def verify_token(
+    table: Tokens, guesses: GuessThrottle, hub: Spiral, given: str, via: str, who: str
+) -> Principal:
+    """check_token for a request from the address `who`."""
     if not table.guarded:
         return table.identify(given, via)  # nothing needs a token: nothing to guess
-    guesses = throttle()
-    problem = guesses.refusal()
+    problem = guesses.refusal(who, hub)
     if problem is not None:
         raise problem
     try:
         return table.identify(given, via)
     except ApiError as exc:
-        raise (guesses.failed(given) or exc) from None
+        raise (guesses.failed(given, who, hub) or exc) from None
 
 
 def refusal(role: str) -> ApiError | None:
     """Why this request may not act as `role`; None when it may. The admin role is needed only
     once tokens are configured; publish and read only once tokens of that kind are."""
-    table = tokens()
+    who = principal()
+    access = declared(request.endpoint)
+    stream = access is not None and access.stream is not None
+    return role_refusal(tokens(), role, who, g.spiral_auth_problem, stream)
+
+
+def role_refusal(
+    table: Tokens, role: str, who: Principal | None, problem: ApiError | None, stream: bool
+) -> ApiError | None:
+    """refusal() for a request that acts as `who` (None: anonymous), whose token was refused
+    with `problem` if it gave one, on a view that is an event stream (`?token=` works there) or
+    not."""
     if role == "admin":
         if not table.guarded:
             return None
@@ -86,17 +115,15 @@ def refusal(role: str) -> ApiError | None:
         return None
     elif role == "read" and not table.read_required:
         return None
-    who = principal()
     if who is not None and who.can(role):
         return None
-    if g.spiral_auth_problem is not None:
-        return g.spiral_auth_problem
+    if problem is not None:
+        return problem
     if who is not None:
         return Forbidden(f"the token {who.name!r} may not {_VERBS[role]}")
-    access = declared(request.endpoint)
     return Unauthorized(
         f"this needs a {role} token (Authorization: Bearer …"
-        f"{', or ?token=' if access is not None and access.stream else ''}"
+        f"{', or ?token=' if stream else ''}"
         ", or sign in on the dashboard)"
     )
 

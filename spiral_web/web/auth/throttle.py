@@ -21,12 +21,15 @@ import hashlib
 import hmac
 import threading
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
 from ...bus.cluster import retry_seconds
-from ..common import address, spiral
 from ..errors import TooManyFailures
+
+if TYPE_CHECKING:
+    from ...services import Spiral
 
 GUESS_BURST = 20  # failures from one address before it is throttled
 GUESS_RATE = 0.2  # failures a second it may make after that (12 a minute)
@@ -43,9 +46,9 @@ class GuessThrottle:
         self._until: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def refusal(self) -> TooManyFailures | None:
-        """The 429 for this request's address while it is throttled; else None."""
-        who, now = address(), spiral().clock.now()
+    def refusal(self, who: str, hub: Spiral) -> TooManyFailures | None:
+        """The 429 for the address `who` while it is throttled; else None."""
+        now = hub.clock.now()
         with self._lock:
             until = self._until.get(who)
             if until is not None and until <= now:
@@ -53,10 +56,9 @@ class GuessThrottle:
                 until = None
         return None if until is None else TooManyFailures(retry_seconds(until - now))
 
-    def failed(self, given: str) -> TooManyFailures | None:
-        """Count a wrong secret from this request's address; the 429 when that empties its
-        bucket, else None."""
-        hub, who = spiral(), address()
+    def failed(self, given: str, who: str, hub: Spiral) -> TooManyFailures | None:
+        """Count a wrong secret from the address `who`; the 429 when that empties its bucket,
+        else None."""
         digest = hmac.new(self._key, given.encode(), hashlib.sha256).hexdigest()[:24]
         if not hub.cluster.claim(f"authfail:{who}:{digest}", REPEAT_WINDOW):
             return None  # the same wrong secret again: a stale client, not a guesser
