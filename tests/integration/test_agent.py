@@ -18,8 +18,8 @@ import requests
 
 from examples.memory_keeper import MemoryKeeper
 from examples.night_watch import NightWatch
-from spiral_web import client
 from spiral_web.client import Agent, StreamEvent
+from spiral_web.client import agent as agent_module  # the tests stand in for what it calls
 from spiral_web.engine.rules import RuleError
 from tests.support import ServerProcess
 
@@ -44,7 +44,7 @@ def emitted(monkeypatch) -> list[dict[str, Any]]:
             "listeners": 1,
         }
 
-    monkeypatch.setattr(client, "emit_glint", fake_emit)
+    monkeypatch.setattr(agent_module, "emit_glint", fake_emit)
     return calls
 
 
@@ -216,7 +216,7 @@ def test_run_survives_a_failing_respond_and_stops_after_max_events(monkeypatch, 
         def close(self):
             pass
 
-    monkeypatch.setattr(client, "Listener", FakeListener)
+    monkeypatch.setattr(agent_module, "Listener", FakeListener)
     assert Fragile("http://hub.invalid").run(max_events=2) == 1
     assert [c["parent_id"] for c in emitted] == ["after-boom"]
 
@@ -227,10 +227,10 @@ def test_a_throttled_answer_is_retried_with_the_same_id(monkeypatch):
     def throttled_once(module, phase=None, context=None, **kwargs):
         tries.append(kwargs["id"])
         if len(tries) == 1:
-            raise client.SpiralError(429, {"error": "throttled", "retry_after": 0})
+            raise agent_module.SpiralError(429, {"error": "throttled", "retry_after": 0})
         return {"status": "glint_broadcast", "id": kwargs["id"]}
 
-    monkeypatch.setattr(client, "emit_glint", throttled_once)
+    monkeypatch.setattr(agent_module, "emit_glint", throttled_once)
     keeper = MemoryKeeper("http://hub.invalid")
     keeper.handle(breath("return"))
     assert keeper.handle(glint("memory.scroll", "busy"))["status"] == "glint_broadcast"
@@ -242,12 +242,12 @@ def test_a_refused_answer_is_not_retried(monkeypatch):
 
     def refuse(module, phase=None, context=None, **kwargs):
         tries.append(kwargs["id"])
-        raise client.SpiralError(422, {"error": "invalid_glint"})
+        raise agent_module.SpiralError(422, {"error": "invalid_glint"})
 
-    monkeypatch.setattr(client, "emit_glint", refuse)
+    monkeypatch.setattr(agent_module, "emit_glint", refuse)
     keeper = MemoryKeeper("http://hub.invalid")
     keeper.handle(breath("return"))
-    with pytest.raises(client.SpiralError):
+    with pytest.raises(agent_module.SpiralError):
         keeper.handle(glint("memory.scroll", "bad"))
     assert len(tries) == 1
 

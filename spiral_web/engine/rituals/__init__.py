@@ -1,7 +1,8 @@
 """Rituals: named actions run when their rule matches a glint or a change of the breath.
 
 - `specs`: the definitions (built-ins and the configuration's tables), checked at load;
-- `scheduler`: the engine that evaluates, gates, runs and records them;
+- `scheduler`: the engine that evaluates and gates them (phases, window, cooldown, caesura);
+- `runner`: runs what the scheduler lets through and records every run;
 - `actions` and `params`: what a ritual can do, and its parameters;
 - `worker`: the background thread slow actions run on.
 """

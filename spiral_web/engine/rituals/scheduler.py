@@ -7,9 +7,9 @@ recorded as deferred and runs at the next inhale. Every run — ok, error, defer
 cooldown — is stored under a seq from the glints' sequence and published as a `ritual` event.
 
 Fast actions run where the event arrived, after the glint's commit; slow ones (webhook, archive)
-go to one background worker with a bounded queue, so ingest never waits for them. A ritual's own
-glints are not evaluated (no chains); breath changes that an action causes are evaluated at the
-next breath publish.
+go to one background worker with a bounded queue, so ingest never waits for them (running and
+recording a run: runner.py). A ritual's own glints are not evaluated (no chains); breath changes
+that an action causes are evaluated at the next breath publish.
 
 Imports nothing from Flask or gevent; its collaborators come in through the constructor.
 """
@@ -18,42 +18,24 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from ..breath import BreathEngine, BreathState, iso
 from ..clock import Clock
-from ..glints import Glint, GlintIn
+from ..glints import Glint
 from ..ports import Cluster, Record
 from ..rules import Activation, Rule, activation, glint_fields
-from .actions import ACTIONS, ActionError, Capabilities, Outcome, RunContext
 from .dryrun import dry_run
+from .runner import Host, Runner, cluster_key
 from .specs import RitualSpec
-from .worker import Worker
 
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 3600.0  # how long a breath change's claim is kept (a change is not seen again)
-
-
-class Stored(Protocol):
-    glint: Glint
-
-
-class Host(Protocol):
-    """What the scheduler needs from the glint orchestrator."""
-
-    def emit(self, data: GlintIn, source: str = ...) -> Stored: ...
-
-    def publish_run(
-        self, ritual: str, status: str, at_ts: float, record: dict[str, Any]
-    ) -> tuple[int, bytes]: ...
-
-    def publish_breath(self, state: BreathState | None = ..., force: bool = ...) -> BreathState: ...
 
 
 @dataclass
@@ -101,15 +83,16 @@ class RitualEngine:
         # A breath change is seen by every worker; a claim lets exactly one of them act on it
         # (glints need no claim: only the worker that stored a glint evaluates it).
         self.cluster = cluster
-        self.stopping = threading.Event()  # set on close: webhook backoffs end at once
-        self._can = Capabilities(
+        self._runner = Runner(
             clock=clock,
-            emit=lambda data, source: orchestrator.emit(data, source).glint,
-            archive=record.archive_before,
-            protection=breath,
-            publish_breath=orchestrator.publish_breath,
-            stopping=self.stopping,
+            record=record,
+            breath=breath,
+            orchestrator=orchestrator,
+            cluster=cluster,
+            queue_size=queue_size,
+            ran=self._ran,
         )
+        self.stopping = self._runner.stopping  # set on close: webhook backoffs end at once
         self._order = [s for s in specs if s.enabled]
         # What the rules that read the context read: a context converted to CEL has these only
         # (the others answer from the few values they read: rules.Activation).
@@ -120,8 +103,6 @@ class RitualEngine:
         self._lock = threading.Lock()
         self._state = {s.name: _State() for s in specs}
         self._deferred_pending = False
-        self._local = threading.local()  # depth: >0 while this thread runs an action
-        self._worker = Worker(queue_size)
         state = breath.state()
         self._seen = ((state.phase, state.phase_started_at), state.climate)
         self._restore()
@@ -129,7 +110,7 @@ class RitualEngine:
     # -- events --------------------------------------------------------------------------------
     def on_glint(self, glint: Glint, state: BreathState) -> None:
         """Evaluate every ritual on a stored glint (called after its commit, outside the lock)."""
-        if self._depth():
+        if self._runner.depth():
             return
         act = Activation(activation(glint_fields(glint), glint.breath, "glint"), self._names)
         self._evaluate("glint", act, glint, state)
@@ -139,7 +120,7 @@ class RitualEngine:
 
         Inside an action (which may change the breath itself) it does nothing and leaves the
         change for the next publish, so a ritual reacting to a ritual is one step, not recursion."""
-        if self._depth():
+        if self._runner.depth():
             return
         seen = ((state.phase, state.phase_started_at), state.climate)
         with self._lock:
@@ -187,7 +168,7 @@ class RitualEngine:
         if spec.phases and state.phase not in spec.phases:
             return
         now = self.clock.now()
-        key = _key(spec)
+        key = cluster_key(spec)
         if spec.window is not None and (
             self.cluster.hits(key, now, spec.window.seconds) < spec.window.count
         ):
@@ -212,7 +193,7 @@ class RitualEngine:
                 return
         if spec.window is not None:
             self.cluster.forget(key)
-        self._dispatch(spec, event, glint, state)
+        self._runner.dispatch(spec, event, glint, state)
 
     def _skip(
         self, spec: RitualSpec, event: str, glint: Glint | None, now: float, until: float
@@ -220,9 +201,9 @@ class RitualEngine:
         """A match in the cooldown: counted here, recorded once per cooldown for the hub."""
         with self._lock:
             self._state[spec.name].skipped += 1
-        if not self.cluster.claim(f"skip:{_key(spec)}:{until}", max(1.0, until - now) + 60):
+        if not self.cluster.claim(f"skip:{cluster_key(spec)}:{until}", max(1.0, until - now) + 60):
             return
-        self._record(
+        self._runner.record(
             spec,
             event,
             glint,
@@ -249,7 +230,7 @@ class RitualEngine:
         with self._lock:
             deferred = self._state[spec.name].deferred = _Deferred(event, glint)
             self._deferred_pending = True
-        run = self._record(
+        run = self._runner.record(
             spec,
             event,
             glint,
@@ -257,31 +238,6 @@ class RitualEngine:
             {"message": "caesura: non-essential rituals wait for the next inhale"},
         )
         deferred.seq = run.get("seq") if run else None
-
-    def _dispatch(
-        self,
-        spec: RitualSpec,
-        event: str,
-        glint: Glint | None,
-        state: BreathState,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        if not spec.background:
-            self._run(spec, event, glint, state, extra)
-            return
-
-        def job() -> None:
-            self._run(spec, event, glint, state, extra)
-
-        if not self._worker.submit(job):
-            self._record(
-                spec,
-                event,
-                glint,
-                "error",
-                {"error": "the ritual worker's queue is full; this run was dropped"},
-                extra=extra,
-            )
 
     def _run_deferred(self, state: BreathState) -> None:
         """At inhale: run what the caesura deferred, each deferral once for the hub (its matches
@@ -300,81 +256,17 @@ class RitualEngine:
             if d.seq is not None and not self.cluster.claim(f"deferred:{d.seq}", CLAIM_SECONDS):
                 continue  # another worker ran it
             if spec.cooldown:
-                self.cluster.cooldown(_key(spec), now, spec.cooldown)
+                self.cluster.cooldown(cluster_key(spec), now, spec.cooldown)
             extra = {"deferred_from": d.seq, "coalesced": d.count}
-            self._dispatch(spec, d.event, d.trigger, state, extra)
+            self._runner.dispatch(spec, d.event, d.trigger, state, extra)
 
-    # -- running -------------------------------------------------------------------------------
-    def _run(
-        self,
-        spec: RitualSpec,
-        event: str,
-        glint: Glint | None,
-        state: BreathState,
-        extra: dict[str, Any] | None = None,
-        invoked: bool = False,
-    ) -> dict[str, Any] | None:
-        """Run the action and record the run; answers the record (None: nothing to do)."""
-        started = time.perf_counter()
-        self._local.depth = self._depth() + 1
-        emitted = None
-        try:
-            context = RunContext(spec.name, spec.params, event, glint, state, self._can)
-            outcome = ACTIONS[spec.action].run(context)
-            if outcome is None:
-                if not invoked:
-                    if spec.cooldown:  # nothing happened: no run, and no cooldown from it
-                        self.cluster.release(_key(spec))
-                    return None
-                outcome = Outcome({"message": "already in effect; nothing to do"})
-            status, result, emitted = "ok", outcome.result, outcome.emitted_id
-        except ActionError as exc:
-            status, result = "error", {"error": str(exc), **exc.result}
-        except Exception as exc:
-            log.exception("ritual %s: action %s failed", spec.name, spec.action)
-            status, result = "error", {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            self._local.depth -= 1
-        duration = (time.perf_counter() - started) * 1000
-        return self._record(spec, event, glint, status, result, duration, emitted, extra)
-
-    def _record(
-        self,
-        spec: RitualSpec,
-        event: str,
-        glint: Glint | None,
-        status: str,
-        result: dict[str, Any],
-        duration_ms: float = 0.0,
-        emitted_id: str | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        now = self.clock.now()
-        record = {
-            "ritual": spec.name,
-            "action": spec.action,
-            "trigger_id": glint.id if glint is not None else None,
-            "trigger_event": event,
-            "rule": spec.rule.source,
-            "status": status,
-            "result": result,
-            "duration_ms": round(duration_ms, 3),
-            "at": iso(now),
-            "emitted_id": emitted_id,
-            **(extra or {}),
-        }
-        try:
-            seq, body = self.orchestrator.publish_run(spec.name, status, now, record)
-        except Exception:
-            log.exception("ritual %s: could not record a %s run", spec.name, status)
-            return None
-        if status in ("ok", "error"):
-            with self._lock:
-                st = self._state[spec.name]
-                st.last_run_at, st.last_status, st.last_seq = now, status, seq
-                st.runs += 1
-        run: dict[str, Any] = orjson.loads(body)
-        return run
+    # -- runs (runner.py runs and records them) --------------------------------------------------
+    def _ran(self, name: str, status: str, at: float, seq: int) -> None:
+        """The runner recorded an ok or error run of `name`."""
+        with self._lock:
+            st = self._state[name]
+            st.last_run_at, st.last_status, st.last_seq = at, status, seq
+            st.runs += 1
 
     # -- admin ---------------------------------------------------------------------------------
     def invoke(self, name: str, trigger: Glint | None = None) -> dict[str, Any] | None:
@@ -382,8 +274,8 @@ class RitualEngine:
         Runs in the caller's thread, slow actions included. KeyError for an unknown name."""
         spec = self.specs[name]
         if spec.cooldown:  # starts one unless one runs already
-            self.cluster.cooldown(_key(spec), self.clock.now(), spec.cooldown)
-        return self._run(spec, "invoke", trigger, self.breath.state(), invoked=True)
+            self.cluster.cooldown(cluster_key(spec), self.clock.now(), spec.cooldown)
+        return self._runner.run(spec, "invoke", trigger, self.breath.state(), invoked=True)
 
     def dry_run(self, name: str, glints: list[Glint], rule: Rule | None = None) -> dict[str, Any]:
         """Which of `glints` the ritual's rule (or `rule`) matches (see dryrun.py); KeyError for
@@ -395,7 +287,7 @@ class RitualEngine:
         """Every ritual's definition and state, in evaluation order."""
         now = self.clock.now()
         cooling = {
-            name: self.cluster.cooling(_key(spec), now)
+            name: self.cluster.cooling(cluster_key(spec), now)
             for name, spec in self.specs.items()
             if spec.cooldown
         }
@@ -425,14 +317,10 @@ class RitualEngine:
     # -- lifecycle -----------------------------------------------------------------------------
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until the background worker has nothing queued or running (tests, shutdown)."""
-        return self._worker.drain(timeout)
+        return self._runner.drain(timeout)
 
     def close(self) -> None:
-        self.stopping.set()
-        self._worker.stop()
-
-    def _depth(self) -> int:
-        return getattr(self._local, "depth", 0)
+        self._runner.close()
 
     def _restore(self) -> None:
         """Last runs, cooldowns and pending deferrals survive a restart."""
@@ -445,7 +333,7 @@ class RitualEngine:
             st.last_run_at, st.last_status, st.last_seq = at, run["status"], run["seq"]
             spec = self.specs[name]
             if spec.cooldown:  # the run's cooldown, unless the hub already keeps one
-                self.cluster.cooldown(_key(spec), at, spec.cooldown)
+                self.cluster.cooldown(cluster_key(spec), at, spec.cooldown)
         for name, body in self.record.last_runs(("deferred",)).items():
             run = orjson.loads(body)
             if name not in self._state or run["seq"] < ran.get(name, {}).get("seq", 0):
@@ -453,8 +341,3 @@ class RitualEngine:
             trigger = self.record.get(run["trigger_id"]) if run["trigger_id"] else None
             self._state[name].deferred = _Deferred(run["trigger_event"], trigger, 1, run["seq"])
             self._deferred_pending = True
-
-
-def _key(spec: RitualSpec) -> str:
-    """The cluster key of a ritual's cooldown and window."""
-    return f"ritual:{spec.name}"
