@@ -16,6 +16,15 @@ from ..support import emit
 from .pages import LAYOUT_TOLERANCE, Dashboard
 from .test_dashboard import advance
 
+# Where each part of the page is (top/height, and the page's scroll): said when the Pause button
+# moved, so that a failure names what pushed it.
+LAYOUT = """() => [window.scrollY, document.documentElement.scrollHeight, Object.fromEntries(
+  ['.topbar', '.col-shrine', '.shrine-panel', '#ritual-panel', '.col-side', '.stats-panel',
+   '#admin', '#timeline-panel', '#timeline', '#timeline-more'].map((s) => {
+    const r = document.querySelector(s)?.getBoundingClientRect();
+    return [s, r ? `${Math.round(r.top)}/${Math.round(r.height)}` : null];
+  }))]"""
+
 
 def inside(x: float, y: float, box: dict) -> bool:
     return box["x"] <= x <= box["x"] + box["width"] and box["y"] <= y <= box["y"] + box["height"]
@@ -42,6 +51,7 @@ def test_pause_stays_under_the_pointer_when_new_glints_arrive(live_server, brows
         url = page.url
         board.pause_button.scroll_into_view_if_needed()
         before = board.pause_button.bounding_box()
+        layout_before = page.evaluate(LAYOUT)
         x, y = before["x"] + before["width"] / 2, before["y"] + before["height"] / 2
         page.mouse.click(x, y)
         expect(board.pause_button).to_have_attribute("data-state", "paused")
@@ -52,7 +62,13 @@ def test_pause_stays_under_the_pointer_when_new_glints_arrive(live_server, brows
         expect(board.new_count).to_be_visible()
         after = board.pause_button.bounding_box()
         for side in ("x", "y", "width", "height"):
-            assert abs(after[side] - before[side]) <= LAYOUT_TOLERANCE, (side, before, after)
+            assert abs(after[side] - before[side]) <= LAYOUT_TOLERANCE, (
+                side,
+                before,
+                after,
+                layout_before,
+                page.evaluate(LAYOUT),
+            )
         assert inside(x, y, after)
 
         # The same spot again resumes; it does not submit the filter.
