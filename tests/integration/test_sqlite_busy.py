@@ -9,13 +9,16 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from spiral_web.engine.glints import GlintDraft, GlintIn
 from spiral_web.engine.ports import RecordUnavailable
+from spiral_web.store import sqlitelock
 from spiral_web.store.sqlite import SQLiteStore
 from spiral_web.store.sqlitelock import RecordLocked
 
@@ -156,3 +159,30 @@ def test_a_post_while_the_lock_is_held_past_the_wait_answers_503(app, client, mo
     assert client.get("/api/glints/late").status_code == 404
     stored = client.post("/stream/glint", json={"module": "busy.test", "id": "next"})
     assert stored.status_code == 201 and stored.json["seq"] == 1
+
+
+def test_a_commit_refused_for_a_reader_is_tried_again_in_its_open_transaction(
+    tmp_path, monkeypatch
+):
+    """Outside WAL mode (a file system that refuses it) COMMIT needs every reader gone; refused,
+    its transaction stays open, and the store's wait commits it once the reader has finished."""
+    path = tmp_path / "rollback.sqlite3"
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0)
+    writer.execute("CREATE TABLE t(x)")
+    reader = sqlite3.connect(path, isolation_level=None, timeout=0)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # a reader's lock, held
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:  # the wait's sleep: the reader finishes meanwhile
+        pauses.append(seconds)
+        reader.execute("COMMIT")
+
+    monkeypatch.setattr(sqlitelock, "time", SimpleNamespace(sleep=pause, monotonic=time.monotonic))
+    with sqlitelock.writing(writer, 5.0, "a write") as w:
+        w.execute("INSERT INTO t VALUES (1)")
+    assert len(pauses) == 1  # COMMIT was refused once, then went through
+    assert not writer.in_transaction
+    assert reader.execute("SELECT x FROM t").fetchall() == [(1,)]
+    writer.close()
+    reader.close()
