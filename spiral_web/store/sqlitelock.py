@@ -39,10 +39,8 @@ class RecordLocked(RecordUnavailable, sqlite3.OperationalError):
 
     Still the `sqlite3.OperationalError` ("database is locked") SQLite raised before, and a
     RecordUnavailable, so the entry points answer it as they answer a record that is away (ingest:
-    503 with Retry-After), not as a failure of the server."""
-
-    sqlite_errorcode = sqlite3.SQLITE_BUSY
-    sqlite_errorname = "SQLITE_BUSY"
+    503 with Retry-After), not as a failure of the server. It carries no SQLITE_BUSY code of its
+    own: a wait that ran out is never waited for again by an enclosing one."""
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
