@@ -131,24 +131,18 @@ POSTGRES_MIGRATIONS: list[str] = [
 
 
 def migrate_sqlite(conn: sqlite3.Connection, path: Path) -> None:
-    """Run the migrations the file lacks (`PRAGMA user_version` counts those done), all in one
-    transaction: a file is at one version or the next, never in between."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(SQLITE_MIGRATIONS):
-            raise RuntimeError(
-                f"{path} has schema version {version}, newer than this Spiral knows "
-                f"({len(SQLITE_MIGRATIONS)}): upgrade Spiral"
-            )
-        for script in SQLITE_MIGRATIONS[version:]:
-            for statement in _statements(script):
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS)}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    """Run the migrations the file lacks (`PRAGMA user_version` counts those done), inside the
+    caller's write transaction: a file is at one version or the next, never in between."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(SQLITE_MIGRATIONS):
+        raise RuntimeError(
+            f"{path} has schema version {version}, newer than this Spiral knows "
+            f"({len(SQLITE_MIGRATIONS)}): upgrade Spiral"
+        )
+    for script in SQLITE_MIGRATIONS[version:]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {len(SQLITE_MIGRATIONS)}")
 
 
 def _statements(script: str) -> list[str]:
