@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 
-from . import scenarios  # its postgres() at call time: scenarios imports this module
 from .common import Options, Row, get_json, median, pct, spread
 from .loadgen import Window, ssefan_binary
 from .server import CLIENT_CPU, SERVER_CPU, PostgresServer, RedisServer, Server, cpu_seconds, pinned
@@ -81,6 +80,8 @@ def _stats(server: Server) -> dict[str, Any]:
 
 def run_hosts(opts: Options, n_hosts: int, subs: int, rate: float, seconds: float) -> dict:
     """One measurement: fresh PostgreSQL database, Redis and host(s); two clients of subs/2 each."""
+    from .scenarios import postgres  # here: scenarios imports this module to register it
+
     drain = 5.0
     half = subs // 2
     tmp = Path(tempfile.mkdtemp(prefix="spiral-hosts-"))
@@ -90,7 +91,7 @@ def run_hosts(opts: Options, n_hosts: int, subs: int, rate: float, seconds: floa
         env = {
             **_ENV,
             "SPIRAL_REDIS_URL": redis_url,
-            "SPIRAL_DATABASE_URL": scenarios.postgres().database(),
+            "SPIRAL_DATABASE_URL": postgres().database(),
         }
         with contextlib.ExitStack() as stack:
             hosts = [
