@@ -198,6 +198,7 @@ def _figures(
     return {
         "posted": posted,
         "acked": a["post_ok"],
+        "due": round(a["rate"] * seconds),  # ssefan sends no more once the window ends
         "post_p99_ms": a["post_p99_ms"],
         "clients": clients,
         "hosts": per_host,
@@ -217,7 +218,9 @@ def _figures(
 
 
 def _run_text(r: dict[str, Any], names: list[str]) -> str:
-    parts = [f"{r['acked']}/{r['posted']} acked (POST p99 {r['post_p99_ms']:.1f} ms)"]
+    unsent = r["due"] - r["posted"]
+    late = f" ({unsent} due not sent: every publisher awaited an answer)" if unsent > 0 else ""
+    parts = [f"{r['acked']}/{r['posted']} acked{late}, POST p99 {r['post_p99_ms']:.1f} ms"]
     for name, c in zip(names, r["clients"], strict=True):
         parts.append(
             f"{name}: {c['connected']}/{c['subs']} connected, missing {c['missing']}, "
