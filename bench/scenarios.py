@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .common import Options, Row, get_json, median, spread
+from .hosts import hosts
 from .loadgen import run_ssefan
 from .profile import Recorder
 from .server import CLIENT_CPU, SERVER_CPU, PostgresServer, RedisServer, Server, rss_mb
@@ -411,4 +412,5 @@ SCENARIOS: dict[str, Callable[[Options], Awaitable[list[Row]]]] = {
     "redis": redis,
     "slow": slow,
     "shutdown": shutdown,
+    "hosts": hosts,
 }

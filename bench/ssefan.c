@@ -7,6 +7,7 @@
  * Prints one JSON line. Single thread, epoll, loopback. Build: cc -O2 -o ssefan ssefan.c -lm
  * RATE 0 = closed loop: each publisher posts again as soon as it is answered (ingest capacity).
  * Usage: ssefan PORT SUBS RATE DURATION [DRAIN] [STREAM_PATH] [POST_PATH] [PUBLISHERS]
+ * With SSEFAN_LATENCIES=FILE in the environment it also writes every delivery latency there.
  * It writes "ssefan: publishing", "ssefan: draining" and "ssefan: done" to stderr as each phase starts
  * and when the drain ends, so that a caller can measure the server over those windows.
  */
@@ -266,6 +267,10 @@ int main(int argc, char **argv) {
     long delivered = 0, disorder = 0, dups = 0, full = 0, closed = 0;
     for (int i = 0; i < subs; i++) { delivered += cs[i].count; disorder += cs[i].disorder; dups += cs[i].dups; full += cs[i].count == posted; closed += cs[i].closed; }
     qsort(lat, nlat, sizeof(double), cmpd); qsort(plat, nplat, sizeof(double), cmpd);
+    /* SSEFAN_LATENCIES=FILE: every delivery latency (ms, sorted doubles), for a caller that merges
+       several clients' figures into one percentile */
+    const char *dump = getenv("SSEFAN_LATENCIES");
+    if (dump) { FILE *f = fopen(dump, "wb"); if (f) { fwrite(lat, sizeof(double), nlat, f); fclose(f); } }
     printf("{\"subscribers\": %d, \"connected\": %d, \"rate\": %.1f, \"posted\": %ld, \"post_ok\": %ld, \"post_errors\": %ld, \"late\": %ld, "
            "\"post_rate\": %.1f, \"expected\": %ld, \"delivered\": %ld, \"delivered_ratio\": %.4f, \"subs_with_all\": %ld, \"disorder\": %ld, \"dups\": %ld, \"subs_closed\": %ld, "
            "\"p50_ms\": %.2f, \"p95_ms\": %.2f, \"p99_ms\": %.2f, \"max_ms\": %.2f, \"post_p50_ms\": %.2f, \"post_p99_ms\": %.2f}\n",
