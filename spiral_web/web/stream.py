@@ -4,6 +4,7 @@ stream (this one or the dashboard's) whose reader stopped reading."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import select
@@ -186,7 +187,8 @@ class SocketWriter:
             sent = self._raw.send(data)
         except BlockingIOError:
             return BLOCKED
-        except OSError:
+        except OSError as exc:
+            self._writes.ended(exc)
             return GONE
         if sent == len(data):
             return SENT
@@ -200,8 +202,9 @@ class SocketWriter:
             return self._raw.recv(1, socket.MSG_PEEK) == b""  # end of file: the reader closed
         except BlockingIOError:
             return False  # nothing to read: still there
-        except OSError:
-            return True  # reset
+        except OSError as exc:
+            self._writes.ended(exc)
+            return True  # reset, or given up on by the kernel
 
     def watch_peer(self) -> None:
         self._peers.add(self._fd)
@@ -216,7 +219,11 @@ class SocketWriter:
         if not rest:
             return False
         with self._writes.writing(self._sock):
-            self._sock.sendall(rest)
+            try:
+                self._sock.sendall(rest)
+            except OSError as exc:
+                self._writes.ended(exc)
+                raise
         return True
 
 
@@ -338,7 +345,11 @@ class WriteWatch:
                     self._writing.pop(key, None)
         finally:
             with self._lock:
-                self._writing.pop(key, None)
+                mid_write = self._writing.pop(key, None)
+            # closed in the middle of a write that had made no progress for the whole timeout:
+            # the kernel gave up on the reader (TCP_USER_TIMEOUT) before this watch looked
+            if mid_write is not None and time.monotonic() - mid_write[0] >= self.timeout:
+                self._stalled("the kernel gave up on it")
             close = getattr(body, "close", None)
             if close is not None:
                 close()
@@ -355,6 +366,19 @@ class WriteWatch:
         finally:
             with self._lock:
                 self._writing.pop(key, None)
+
+    def ended(self, exc: OSError) -> None:
+        """A stream's socket failed: if the kernel timed its reader out (the TCP_USER_TIMEOUT
+        set on every stream, this watch's timeout), that reader stalled and is counted so."""
+        if exc.errno == errno.ETIMEDOUT:
+            self._stalled("the kernel gave up on it")
+
+    def _stalled(self, how: str, n: int = 1) -> None:
+        with self._lock:
+            self.dropped += n
+        log.info(
+            "dropped %d stream(s) whose reader stopped reading for %g s (%s)", n, self.timeout, how
+        )
 
     def _start(self) -> None:
         with self._lock:
@@ -375,14 +399,9 @@ class WriteWatch:
                 for key, _ in stalled:
                     del self._writing[key]
             for _, sock in stalled:
-                self.dropped += 1
                 _reset(sock)
             if stalled:
-                log.info(
-                    "dropped %d stream(s) whose reader stopped reading for %g s",
-                    len(stalled),
-                    self.timeout,
-                )
+                self._stalled("reset by the write watch", len(stalled))
 
 
 def _reset(sock: Any) -> None:

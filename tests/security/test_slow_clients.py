@@ -188,6 +188,15 @@ def test_stalled_and_vanished_readers_are_dropped_without_touching_the_others(se
         assert r["last_glint_lag_s"] < 2.0, r  # the others were not held up
         assert r["vanished_cleaned_up"] and r["stalled_cleaned_up"] and r["listeners_left"] == 0, r
     assert rss_second - rss_first < 16, (rss_first, rss_second)  # memory does not keep growing
+    # an operator sees why: the stalled `/stream` reader of each round is counted as a stalled
+    # drop, whether the write watch or the kernel's timeout ended it (the dashboard's stalled
+    # stream is released too, but not yet counted: RELIABILITY.md)
+    stalled = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith('spiral_subscribers_dropped_total{reason="stalled"}')
+    ]
+    assert stalled and stalled[0] >= 2, metrics
 
 
 def test_connections_that_never_finish_a_request_are_closed(server):
@@ -228,3 +237,32 @@ def test_connections_that_never_finish_a_request_are_closed(server):
     assert closed == len(idle)
     assert waited < 8  # gunicorn's keep-alive timeout (2 s) bounds the wait for a request
     assert served_in < 1
+
+
+def test_a_reader_that_stalls_under_a_steady_trickle_is_dropped_and_counted(server):
+    """Small glints at a steady pace fill a stalled reader's buffers slowly, so the kernel's own
+    timeout (TCP_USER_TIMEOUT) can end the connection before the write watch sees a write stuck;
+    either way the operator's metric says a stalled reader was dropped."""
+
+    def stalled_count() -> float:
+        metrics = requests.get(server.url + "/metrics", timeout=5).text
+        return next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith('spiral_subscribers_dropped_total{reason="stalled"}')
+        )
+
+    base, counted = listeners(server), stalled_count()
+    sock = stalled_sse(server.port, "/stream")
+    try:
+        assert wait_for(lambda: listeners(server) == base + 1, 10)
+        with requests.Session() as http:
+            for i in range(500):
+                emit(server.url, "trickle.test", context={"i": i, "t": "y" * 200}, http=http)
+                time.sleep(0.02)
+                if listeners(server) == base:
+                    break
+        assert wait_for(lambda: listeners(server) == base, 4 * SEND_TIMEOUT + 5)
+        assert wait_for(lambda: stalled_count() >= counted + 1, 5), stalled_count()
+    finally:
+        sock.close()
