@@ -2,9 +2,10 @@
 each transport frames them, and what the workers of one hub share (the cluster)."""
 
 from ..engine.events import Event, Filters
+from ..engine.ports import SubscriberDropped
 from .cluster import LocalCluster
 from .frames import sse_frame
-from .memory import MemoryHub, SubscriberDropped, Subscription
+from .memory import MemoryHub, Subscription
 
 __all__ = [
     "Event",

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..engine.events import Event, Filters
+from ..engine.ports import SubscriberDropped
 from .frames import Framing
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,6 @@ class Writer(Protocol):
     def peer_closed(self) -> bool:
         """True when the reader closed or reset the connection (looked at without blocking)."""
         ...
-
-
-class SubscriberDropped(Exception):
-    """The subscriber fell too far behind; `reason` says how far."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Subscription:

@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from .events import Event, Filters
-from .ports import Epoch, RecordUnavailable, Subscription
+from .ports import Epoch, RecordUnavailable, SubscriberDropped, Subscription
 
 
 class ReplayStore(Protocol):
@@ -76,14 +76,14 @@ def listener_feed(
                         yield [notice("unavailable", last_id=last, message=str(exc))]
                     try:
                         held += sub.wait(min(heartbeat, exc.retry_after))
-                    except Exception as drop:
+                    except SubscriberDropped as drop:
                         yield _dropped(drop, last)
                         return
                     yield None
         while True:
             try:
                 events, held = held + sub.wait(0 if held else heartbeat), []
-            except Exception as exc:  # the hub's SubscriberDropped
+            except SubscriberDropped as exc:
                 yield _dropped(exc, max(last, written()))
                 return
             if not events and not sub.closed:
@@ -110,14 +110,14 @@ def _closing(last: int) -> Event:
     return notice("closing", reason="server shutting down; reconnect to resume", last_id=last)
 
 
-def _dropped(exc: Exception, last: int) -> list[Event]:
-    """The `dropped` notice for a subscription the hub gave up on (re-raises anything else)."""
-    reason = getattr(exc, "reason", None)
-    if reason is None:
-        raise exc
+def _dropped(exc: SubscriberDropped, last: int) -> list[Event]:
+    """The `dropped` notice for a subscription the hub gave up on."""
     return [
         notice(
-            "dropped", reason=reason, last_id=last, message="reconnect with Last-Event-ID to resume"
+            "dropped",
+            reason=exc.reason,
+            last_id=last,
+            message="reconnect with Last-Event-ID to resume",
         )
     ]
 

@@ -36,6 +36,15 @@ class IdTaken(Exception):
         self.ids = frozenset(ids)
 
 
+class SubscriberDropped(Exception):
+    """A hub gave up on a subscription that fell too far behind; `reason` says how far. Part of
+    the Subscription port: `wait` raises it, and a feed turns it into a `dropped` notice."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RecordUnavailable(Exception):
     """The record cannot be reached (a database down): nothing was stored; try again later.
 
