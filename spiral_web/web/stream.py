@@ -340,16 +340,20 @@ class WriteWatch:
             for chunk in body:
                 with self._lock:
                     self._writing[key] = (time.monotonic(), sock)
-                yield chunk  # the server writes it, then asks for the next: the write is done
+                try:
+                    yield chunk  # the server writes it, then asks for the next: the write is done
+                except GeneratorExit as closing:
+                    # gunicorn closes the body when its write failed: if the kernel gave up on
+                    # the reader (TCP_USER_TIMEOUT), that failure is this exit's context
+                    failed = closing.__context__
+                    if isinstance(failed, OSError):
+                        self.ended(failed)
+                    raise
                 with self._lock:
                     self._writing.pop(key, None)
         finally:
             with self._lock:
-                mid_write = self._writing.pop(key, None)
-            # closed in the middle of a write that had made no progress for the whole timeout:
-            # the kernel gave up on the reader (TCP_USER_TIMEOUT) before this watch looked
-            if mid_write is not None and time.monotonic() - mid_write[0] >= self.timeout:
-                self._stalled("the kernel gave up on it")
+                self._writing.pop(key, None)
             close = getattr(body, "close", None)
             if close is not None:
                 close()
@@ -368,8 +372,10 @@ class WriteWatch:
                 self._writing.pop(key, None)
 
     def ended(self, exc: OSError) -> None:
-        """A stream's socket failed: if the kernel timed its reader out (the TCP_USER_TIMEOUT
-        set on every stream, this watch's timeout), that reader stalled and is counted so."""
+        """A stream's socket failed: if the kernel timed its reader out, that reader stalled and
+        is counted so. The TCP_USER_TIMEOUT set on every stream also covers a window held shut:
+        a reader that stops reading while small writes still fit in the kernel's buffers is
+        ended by the kernel before any write of ours waits, so this watch never sees it stuck."""
         if exc.errno == errno.ETIMEDOUT:
             self._stalled("the kernel gave up on it")
 

@@ -239,10 +239,11 @@ def test_connections_that_never_finish_a_request_are_closed(server):
     assert served_in < 1
 
 
-def test_a_reader_that_stalls_under_a_steady_trickle_is_dropped_and_counted(server):
-    """Small glints at a steady pace fill a stalled reader's buffers slowly, so the kernel's own
-    timeout (TCP_USER_TIMEOUT) can end the connection before the write watch sees a write stuck;
-    either way the operator's metric says a stalled reader was dropped."""
+@pytest.mark.parametrize("path", ["/stream", "/dashboard/stream"])
+def test_a_reader_that_stalls_under_a_steady_trickle_is_dropped_and_counted(server, path):
+    """Small glints at a steady pace fit in the kernel's buffers while a stalled reader's window
+    stays shut, so the kernel's own timeout (TCP_USER_TIMEOUT) ends the connection before any
+    write waits; the operator's metric still says a stalled reader was dropped."""
 
     def stalled_count() -> float:
         metrics = requests.get(server.url + "/metrics", timeout=5).text
@@ -253,7 +254,7 @@ def test_a_reader_that_stalls_under_a_steady_trickle_is_dropped_and_counted(serv
         )
 
     base, counted = listeners(server), stalled_count()
-    sock = stalled_sse(server.port, "/stream")
+    sock = stalled_sse(server.port, path)
     try:
         assert wait_for(lambda: listeners(server) == base + 1, 10)
         with requests.Session() as http:
