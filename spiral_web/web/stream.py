@@ -377,14 +377,12 @@ class WriteWatch:
         a reader that stops reading while small writes still fit in the kernel's buffers is
         ended by the kernel before any write of ours waits, so this watch never sees it stuck."""
         if exc.errno == errno.ETIMEDOUT:
-            self._stalled("the kernel gave up on it")
+            self._stalled("its window stayed shut until the kernel's timeout")
 
-    def _stalled(self, how: str, n: int = 1) -> None:
+    def _stalled(self, why: str, n: int = 1) -> None:
         with self._lock:
             self.dropped += n
-        log.info(
-            "dropped %d stream(s) whose reader stopped reading for %g s (%s)", n, self.timeout, how
-        )
+        log.info("dropped %d stream(s) whose reader stopped reading: %s", n, why)
 
     def _start(self) -> None:
         with self._lock:
@@ -407,7 +405,7 @@ class WriteWatch:
             for _, sock in stalled:
                 _reset(sock)
             if stalled:
-                self._stalled("reset by the write watch", len(stalled))
+                self._stalled(f"a write made no progress for {self.timeout:g} s", len(stalled))
 
 
 def _reset(sock: Any) -> None:
