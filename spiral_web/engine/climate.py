@@ -29,6 +29,9 @@ class ClimateTracker:
         self._accepted = SecondCounter(config.climate_window)
         self._rejected = SecondCounter(config.climate_window)
         self._by_source: dict[str, tuple[SecondCounter, SecondCounter]] = {}
+        # sources with rejections in their counter: only they can be suspects, so the climate
+        # (asked at every glint) looks at them instead of at every source it knows
+        self._rejecting: set[str] = set()
         self._level: Climate = "clear"
         self._better_since: float | None = None
         self._average: tuple[int, int, int] = (-1, 0, 0)  # second, accepted, active sources
@@ -45,13 +48,22 @@ class ClimateTracker:
             )
             self._by_source[source] = counters
         counters[0 if ok else 1].add(now, n)
+        if not ok:
+            self._rejecting.add(source)
 
     def suspects(self, now: float) -> dict[str, int]:
         """Sources whose rejected requests alone make the climate suspicious, with their counts."""
         cfg = self.config
         out: dict[str, int] = {}
-        for source, (acc, rej) in self._by_source.items():
+        if cfg.suspicious_rejections <= 0:  # then a source without rejections may be one too
+            candidates = list(self._by_source)
+        else:
+            candidates = list(self._rejecting)
+        for source in candidates:
+            acc, rej = self._by_source[source]
             bad = rej.total(now)
+            if bad == 0:
+                self._rejecting.discard(source)  # its rejections left the window
             if (
                 bad >= cfg.suspicious_rejections
                 and bad / (bad + acc.total(now)) >= cfg.suspicious_share
@@ -92,6 +104,7 @@ class ClimateTracker:
         counters = self._by_source.get(source)
         if counters is not None:
             self._by_source[source] = (counters[0], SecondCounter(self.config.climate_window))
+        self._rejecting.discard(source)
 
     def heavy(self, source: str, now: float, span: int) -> bool:
         """True when `source` sent at least the average share of the last `span` seconds'
@@ -116,7 +129,9 @@ class ClimateTracker:
         ]
         for s in idle:
             del self._by_source[s]
+            self._rejecting.discard(s)
         if len(self._by_source) >= self.MAX_SOURCES:  # still full: forget the quietest half
             ranked = sorted(self._by_source, key=lambda s: self._by_source[s][1].total(now))
             for s in ranked[: len(ranked) // 2]:
                 del self._by_source[s]
+                self._rejecting.discard(s)
