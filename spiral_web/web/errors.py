@@ -8,7 +8,6 @@ the WebSocket turns the same `to_dict()` into its error frames.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -21,33 +20,11 @@ from .common import count_rejection, json_response, source
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """A request refused: the HTTP `status`, a stable `error` code, a `message` a person can act
-    on, `details` for a body of the wrong shape (one `{"field", "problem"}` each) and, for a
-    refusal that passes, `retry_after` in seconds."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        details: list[dict[str, str]] | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.details = details or []
-        self.retry_after = retry_after
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.error, "message": self.message}
-        if self.details:
-            out["details"] = self.details
-        if self.retry_after is not None:
-            out["retry_after"] = self.retry_after
-        return out
+class ApiError(GlintError):
+    """A request refused by the web layer: the HTTP `status`, a stable `error` code, a `message` a
+    person can act on, `details` for a body of the wrong shape (one `{"field", "problem"}` each)
+    and, for a refusal that passes, `retry_after` in seconds. The same shape as the engine's
+    GlintError, whose constructor and `to_dict` it shares, so both are answered alike."""
 
 
 class BadRequest(ApiError):
@@ -124,8 +101,8 @@ class Unavailable(ApiError):
         super().__init__(503, error, message, retry_after=retry_after)
 
 
-# What a transport answers as a refusal: ours, and the engine's (Refused is a GlintError).
-REFUSALS = (ApiError, GlintError)
+# What a transport answers as a refusal: ours (ApiError), and the engine's (Refused is one too).
+REFUSALS = GlintError
 
 _CODES = {
     400: "bad_request",
@@ -141,9 +118,8 @@ _CODES = {
 
 
 def init_app(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    @app.errorhandler(GlintError)
-    def _refusal(exc: ApiError | GlintError) -> Response:
+    @app.errorhandler(GlintError)  # ApiError and the engine's refusals alike
+    def _refusal(exc: GlintError) -> Response:
         return refuse(exc)
 
     @app.errorhandler(HTTPException)
@@ -175,7 +151,7 @@ def init_app(app: Flask) -> None:
         )
 
 
-def refuse(exc: ApiError | GlintError) -> Response:
+def refuse(exc: GlintError) -> Response:
     """The answer to a refusal, counted for the climate when it is one that counts."""
     _count_rejection(exc.status, exc.error)
     response = json_response(exc.to_dict(), exc.status)

@@ -157,7 +157,7 @@ class Ingest:
                     413, "body_too_large", f"the body is larger than {self.max_body} bytes"
                 )
             status, answer = publish(hub, body, source)
-        except (ApiError, GlintError) as exc:
+        except GlintError as exc:  # ours (ApiError) or the engine's
             return self._refuse(environ, start_response, exc, source, vary)
         except RecordUnavailable as exc:
             return self._refuse(environ, start_response, RecordDown(exc), source, vary)
@@ -183,7 +183,7 @@ class Ingest:
         self,
         environ: dict[str, Any],
         start_response: StartResponse,
-        exc: ApiError | GlintError,
+        exc: GlintError,
         source: str,
         vary: list[tuple[str, str]],
     ) -> Iterable[bytes]:
