@@ -20,10 +20,12 @@ signal that every publish sets, with their own timeout, as before.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any, Protocol
 
 import orjson
@@ -366,18 +368,18 @@ class MemoryHub:
     def subscribers(self, limit: int = 200) -> list[dict[str, Any]]:
         """This process's subscribers for operators: who, which filters, how far behind (events
         published that it has not taken yet), the furthest behind first."""
-        with self._lock:
-            rows = [
-                {
-                    **s.info,
-                    "module": s.filters.module,
-                    "phases": sorted(s.filters.phases),
-                    "lag": self._head - s.cursor,
-                }
-                for s in self._subs
-            ]
-        rows.sort(key=lambda r: -r["lag"])
-        return rows[:limit]
+        with self._lock:  # only the lags under the lock: publishing waits for it
+            lags = [(self._head - s.cursor, s) for s in self._subs]
+        furthest = heapq.nlargest(limit, lags, key=itemgetter(0))
+        return [
+            {
+                **s.info,
+                "module": s.filters.module,
+                "phases": sorted(s.filters.phases),
+                "lag": lag,
+            }
+            for lag, s in furthest
+        ]
 
     @property
     def listeners(self) -> int:

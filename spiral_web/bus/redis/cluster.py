@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 CONTROL = "control"
 LISTENERS = "listeners"
+REPORTS = "reports"
 KEPT = "kept"
 
 # Each script reads and writes one key atomically. Times are the engine clock's (ARGV), so that
@@ -59,7 +60,8 @@ class RedisCluster:
         self._redis = client(url)
         self._prefix = prefix
         self._control = prefix + CONTROL
-        self._listeners_key = prefix + LISTENERS
+        self._listeners_key = prefix + LISTENERS  # worker: its subscriber count (read per POST)
+        self._reports_key = prefix + REPORTS  # worker: its whole report (for operators)
         self._kept_key = prefix + KEPT
         self._cooldown = self._redis.register_script(_COOLDOWN)
         self._hits = self._redis.register_script(_HITS)
@@ -188,15 +190,22 @@ class RedisCluster:
         at, value = self._listener_cache
         if now - at < 1.0:
             return value
-        reports = self.workers()
-        value = sum(int(r.get("listeners", 0)) for r in reports.values()) if reports else local
+        try:
+            raw = self._redis.hgetall(self._listeners_key)
+        except AWAY as exc:
+            away(exc)
+            return local
+        counts = [orjson.loads(body) for body in raw.values()]
+        cutoff = time.time() - 5
+        fresh = [c["listeners"] for c in counts if c.get("at", 0) >= cutoff]
+        value = sum(fresh) if fresh else local
         self._listener_cache = (now, value)
         return value
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """Each live worker's last report (listeners, subscribers…), by worker id."""
         try:
-            raw = self._redis.hgetall(self._listeners_key)
+            raw = self._redis.hgetall(self._reports_key)
         except AWAY as exc:
             away(exc)
             return {self.worker_id: self._report()}
@@ -226,6 +235,7 @@ class RedisCluster:
         self._stop.set()
         try:
             self._redis.hdel(self._listeners_key, self.worker_id)
+            self._redis.hdel(self._reports_key, self.worker_id)
         except AWAY as exc:
             away(exc)
 
@@ -241,7 +251,9 @@ class RedisCluster:
                 while not self._stop.is_set():
                     if time.monotonic() >= next_report:
                         report = {**self._report(), "at": time.time()}
-                        self._redis.hset(self._listeners_key, self.worker_id, orjson.dumps(report))
+                        count = {"listeners": report.get("listeners", 0), "at": report["at"]}
+                        self._redis.hset(self._listeners_key, self.worker_id, orjson.dumps(count))
+                        self._redis.hset(self._reports_key, self.worker_id, orjson.dumps(report))
                         next_report = time.monotonic() + 1.0
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None:
