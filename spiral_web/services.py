@@ -83,20 +83,16 @@ class Spiral:
         hub's readers (joined through Redis)."""
         if self.config.start_ticker:
             self.ticker.start()
-        self.cluster.start(self.breath.apply_shared, self._report)
+        self.cluster.start(self.breath.apply_shared, self.report)
         self.hub.start()
 
-    def _report(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         """What this worker tells the others about itself, about once a second."""
         return {"listeners": self.hub.local_listeners, "subscribers": self.hub.subscribers(100)}
 
     def lineage(self, gid: str) -> dict[str, Any] | None:
         """A glint's ancestors and descendant tree (bounded), or None when it is unknown."""
         return lineage(self.store, gid)
-
-    def ready(self) -> dict[str, bool]:
-        """Each dependency's check for /readyz: True when it answers."""
-        return {name: problem is None for name, problem in self.problems().items()}
 
     def problems(self) -> dict[str, str | None]:
         """Each dependency and why it is not ready (None when it is), for /readyz to say why."""

@@ -43,6 +43,8 @@ class LocalCluster:
         self._kept: dict[str, tuple[str, list[Any], float]] = {}  # slot -> op, payload, until
         self._denied: dict[str, float] = {}  # key -> until
         self._report: Callable[[], dict[str, Any]] = dict
+        if self._path is not None:
+            private_folder(self._path.parent)  # once: a save should not stat (and warn) again
         self._load()
 
     def claim(self, key: str, seconds: float) -> bool:
@@ -152,7 +154,6 @@ class LocalCluster:
         data = orjson.dumps({"kept": self._kept, "denied": self._denied})
         tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}")
         try:
-            private_folder(self._path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(data)

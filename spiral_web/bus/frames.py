@@ -82,7 +82,8 @@ class Framing:
     heartbeat: bytes
 
 
-def _sse_batch(events: Sequence[Event]) -> bytes:
+def sse_batch(events: Sequence[Event]) -> bytes:
+    """Events as one SSE write (each event's frame is its own, built once)."""
     if len(events) == 1:
         return sse(events[0])
     return b"".join([sse(e) for e in events])
@@ -91,7 +92,7 @@ def _sse_batch(events: Sequence[Event]) -> bytes:
 def _sse_chunk(events: Sequence[Event]) -> bytes:
     if len(events) == 1:
         return events[0].framed("sse-chunk", _chunk_one)
-    return chunk(_sse_batch(events))
+    return chunk(sse_batch(events))
 
 
 def _chunk_one(event: Event) -> bytes:
@@ -99,4 +100,4 @@ def _chunk_one(event: Event) -> bytes:
 
 
 SSE_CHUNKED = Framing("sse-chunked", _sse_chunk, chunk(HEARTBEAT))
-SSE_PLAIN = Framing("sse", _sse_batch, HEARTBEAT)
+SSE_PLAIN = Framing("sse", sse_batch, HEARTBEAT)

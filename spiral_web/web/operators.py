@@ -251,8 +251,7 @@ def clients() -> dict[str, Any]:
     """Every live worker's subscribers (this one's read now, the others' last report)."""
     hub = spiral()
     here = hub.cluster.worker_id
-    reports = hub.cluster.workers()
-    reports[here] = {"listeners": hub.hub.local_listeners, "subscribers": hub.hub.subscribers(100)}
+    reports = {**hub.cluster.workers(), here: hub.report()}  # this worker's now, not as last told
     workers = [
         {
             "worker": worker,

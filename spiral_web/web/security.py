@@ -162,10 +162,6 @@ class StreamShares:
             else:
                 self._held.pop(client, None)
 
-    def held(self, client: str) -> int:
-        with self._lock:
-            return self._held.get(client, 0)
-
 
 def check_rate(who: str) -> None:
     """Raise RateLimited (429, Retry-After) when `who` has used up its bucket."""

@@ -89,7 +89,7 @@ def sse_events(feed: Iterator[list[Event] | None], greeting: bytes) -> Iterator[
         if batch is None:
             yield frames.HEARTBEAT
         else:
-            yield b"".join([frames.sse(e) for e in batch])
+            yield frames.sse_batch(batch)
 
 
 def direct_sse_events(
@@ -124,7 +124,7 @@ def direct_sse_events(
             newest = next((e.seq for e in reversed(batch) if e.seq is not None), None)
             if newest is not None:
                 writer.seq = newest  # before the write: the hub writes only what comes after it
-            yield b"".join([frames.sse(e) for e in batch])
+            yield frames.sse_batch(batch)
     finally:
         sub.close()  # before gunicorn closes the socket: the hub never writes to it after this
         writer.unwatch_peer()
