@@ -50,14 +50,12 @@ def plan_batch(drafts: Sequence[GlintDraft], stored: Mapping[str, Glint]) -> Pla
     for draft in drafts:
         prior = stored.get(draft.id)
         if prior is not None:
-            error = conflict(draft, prior.source, prior.module, prior.phase, prior.context,
-                             prior.parent_id)  # fmt: skip
+            error = conflict(draft, prior)
             plan.decisions.append(Decision(glint=prior, duplicate=error is None, error=error))
             continue
         if draft.id in earlier:
             first = plan.new[earlier[draft.id]]
-            error = conflict(draft, first.source, first.module, first.phase, first.context,
-                             first.parent_id)  # fmt: skip
+            error = conflict(draft, first)
             index = None if error else earlier[draft.id]
             plan.decisions.append(Decision(index=index, duplicate=error is None, error=error))
             continue
@@ -81,16 +79,10 @@ def plan_batch(drafts: Sequence[GlintDraft], stored: Mapping[str, Glint]) -> Pla
     return plan
 
 
-def conflict(
-    draft: GlintDraft,
-    source: str,
-    module: str,
-    phase: str,
-    context: object,
-    parent_id: str | None,
-) -> GlintError | None:
-    """Why `draft` may not stand for the glint already stored under its id; None for a retry."""
-    if draft.source != source:
+def conflict(draft: GlintDraft, kept: Glint | GlintDraft) -> GlintError | None:
+    """Why `draft` may not stand for the glint `kept` under its id (stored, or earlier in the
+    batch); None for a retry."""
+    if draft.source != kept.source:
         return GlintError(
             409,
             "id_taken",
@@ -100,13 +92,13 @@ def conflict(
         )
     differ = [
         name
-        for name, given, kept in (
-            ("module", draft.module, module),
-            ("phase", draft.phase if draft.phase_given else phase, phase),
-            ("context", draft.context, context),
-            ("parent_id", draft.parent_id, parent_id),
+        for name, given, was in (
+            ("module", draft.module, kept.module),
+            ("phase", draft.phase if draft.phase_given else kept.phase, kept.phase),
+            ("context", draft.context, kept.context),
+            ("parent_id", draft.parent_id, kept.parent_id),
         )
-        if given != kept
+        if given != was
     ]
     if not differ:
         return None

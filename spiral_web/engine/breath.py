@@ -313,9 +313,13 @@ class BreathEngine:
         return max(1, window)
 
     def _prune(self, now: float) -> None:
-        self._alerts = [a for a in self._alerts if a.until > now]
+        self._drop_expired_alerts(now)
         if len(self._blocked) >= self.MAX_BLOCKED:
             self._blocked = {s: u for s, u in self._blocked.items() if u > now}
+
+    def _drop_expired_alerts(self, now: float) -> None:
+        if self._alerts and any(a.until <= now for a in self._alerts):
+            self._alerts = [a for a in self._alerts if a.until > now]
 
     MAX_ALERTS = 20
     MAX_REFUSALS = 500
@@ -337,8 +341,7 @@ class BreathEngine:
             if self._throttle_release is not None and usage < self._throttle_release:
                 self._throttle_release = None  # hysteresis: lifted only below the release level
             throttled = self._throttle_release is not None
-            if self._alerts and any(a.until <= now for a in self._alerts):
-                self._alerts = [a for a in self._alerts if a.until > now]
+            self._drop_expired_alerts(now)
             alerts = tuple(self._alerts)
             caesura = span.phase == "night_hold" and self._caesura_until > now
         return BreathState(

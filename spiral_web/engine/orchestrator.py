@@ -68,12 +68,11 @@ class EmitResult:
 
 
 class _Pending:
-    __slots__ = ("draft", "result", "done", "event")
+    __slots__ = ("draft", "result", "event")
 
     def __init__(self, draft: GlintDraft) -> None:
         self.draft = draft
-        self.result: Decision | BaseException | None = None
-        self.done = False
+        self.result: Decision | BaseException | None = None  # set once: answered
         self.event = threading.Event()  # set when a commit (anyone's) answered this glint
 
 
@@ -215,7 +214,7 @@ class Orchestrator:
         of the lock, so a glint is never left queued with nobody to commit it; the waits need no
         timeout (a gevent timer each)."""
         lock = self._commit_lock
-        while not pending.done:
+        while pending.result is None:
             # `locked()` first: under gevent a failed non-blocking acquire also yields.
             if not lock.locked() and lock.acquire(blocking=False):
                 try:
@@ -226,7 +225,7 @@ class Orchestrator:
                     self._let_go()
             else:
                 pending.event.wait()
-                if not pending.done:
+                if pending.result is None:
                     pending.event.clear()  # woken to commit: the queue was left to it
 
     def _let_go(self) -> None:
@@ -264,7 +263,7 @@ class Orchestrator:
         except BaseException as exc:  # the record failed: nobody in the batch is acknowledged
             self.stream_sync = False
             for p in batch:
-                p.result, p.done = exc, True
+                p.result = exc
                 p.event.set()
             if not isinstance(exc, Exception):
                 raise
@@ -284,7 +283,7 @@ class Orchestrator:
                     "glint_emission", data=g.json, seq=g.seq, module=g.module, phase=g.phase
                 )
                 self.last_published_seq = g.seq
-            p.result, p.done = decision, True
+            p.result = decision
             p.event.set()
         self.stream_sync = True
 

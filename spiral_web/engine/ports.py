@@ -31,9 +31,8 @@ from .glints import Glint, GlintDraft
 class IdTaken(Exception):
     """An id of the batch was stored by another writer since the domain looked: plan again."""
 
-    def __init__(self, ids: Collection[str] = ()) -> None:
-        super().__init__(f"already stored: {', '.join(sorted(ids)) or 'an id of the batch'}")
-        self.ids = frozenset(ids)
+    def __init__(self) -> None:
+        super().__init__("an id of the batch is already stored")
 
 
 class SubscriberDropped(Exception):

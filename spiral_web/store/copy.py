@@ -94,6 +94,8 @@ def _clear_or_refuse(conn: Any, force: bool) -> None:
 
 
 def _copy(src: sqlite3.Connection, conn: Any) -> dict[str, int]:
+    from .sqlitereads import SEQ_TABLES
+
     tables = {name for (name,) in src.execute("SELECT name FROM sqlite_master")}
     n: dict[str, int] = {}
     with conn.cursor().copy(f"COPY glints ({GLINT_COLUMNS}, archived_ts) FROM STDIN") as out:
@@ -113,10 +115,7 @@ def _copy(src: sqlite3.Connection, conn: Any) -> dict[str, int]:
         conn.execute("UPDATE meta SET value = %s WHERE key = 'epoch'", (str(epoch[0]),))
     counter = src.execute("SELECT value FROM sequence WHERE id = 1").fetchone()
     top = max(
-        (
-            src.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {t}").fetchone()[0]
-            for t in ("glints", "archive", "ritual_runs")
-        ),  # fmt: skip
+        src.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {t}").fetchone()[0] for t in SEQ_TABLES
     )
     n["counter"] = max(counter[0] if counter else 0, top)
     conn.execute("UPDATE sequence SET value = %s WHERE id = 1", (n["counter"],))

@@ -22,7 +22,6 @@ class Param:
     kind: type | tuple[type, ...]
     default: Any = REQUIRED
     check: Callable[[Any], str | None] | None = None  # answers the problem, or None when fine
-    doc: str = ""
 
 
 def between(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], str | None]:
