@@ -8,17 +8,16 @@ and listener sees it without waiting for the next tick.
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Literal
 
-import orjson
-from flask import Blueprint, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from flask import Blueprint
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..engine.breath import CLIMATES, PHASES, iso
-from ..engine.validation import explain
 from .access import access
 from .common import json_response, spiral
-from .errors import ApiError, BadRequest, Invalid
+from .errors import Invalid
+from .queries import json_object
 from .schemas import BreathOut
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -27,7 +26,6 @@ MAX_SECONDS = 24 * 3600.0
 
 Phase = Literal["inhale", "hold", "exhale", "return", "night_hold"]
 Climate = Literal["clear", "unsettled", "suspicious"]
-M = TypeVar("M", bound=BaseModel)
 
 
 class PhaseOverrideIn(BaseModel):
@@ -67,7 +65,7 @@ class OverrideAnswer(BaseModel):
 @bp.post("/phase")
 @access("admin", json_only=True)
 def phase():
-    body = _body(PhaseOverrideIn)
+    body = json_object(PhaseOverrideIn, "invalid_override")
     until = set_phase(body.phase, body.seconds)
     return _answer("phase_set" if body.phase else "phase_released", until)
 
@@ -75,7 +73,7 @@ def phase():
 @bp.post("/climate")
 @access("admin", json_only=True)
 def climate():
-    body = _body(ClimateOverrideIn)
+    body = json_object(ClimateOverrideIn, "invalid_override")
     until = set_climate(body.climate, body.seconds)
     return _answer("climate_set" if body.climate else "climate_released", until)
 
@@ -120,20 +118,6 @@ def _check_seconds(seconds: float) -> None:
             f"duration must be between 1 second and {MAX_SECONDS / 3600:g} hours",
             [{"field": "minutes", "problem": "choose a duration up to 24 hours"}],
         )
-
-
-def _body(model: type[M]) -> M:
-    """The JSON object body validated by `model` (the view takes application/json only)."""
-    try:
-        data = orjson.loads(request.get_data(cache=False) or b"null")
-    except orjson.JSONDecodeError:
-        raise BadRequest("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise Invalid("invalid_override", "the body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(*explain(exc, "invalid_override")) from None
 
 
 def _answer(status: str, until: float | None):

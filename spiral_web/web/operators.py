@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from flask import Blueprint, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine.validation import explain
 from .access import access
 from .common import json_response, spiral
-from .errors import ApiError, BadRequest, Invalid
-from .queries import whole_number
+from .queries import json_object, whole_number
 from .schemas import ErrorOut
 
 bp = Blueprint("operators", __name__, url_prefix="/api/operators")
@@ -185,7 +182,7 @@ def get_protection():
 @bp.post("/unblock")
 @access("admin", json_only=True)
 def post_unblock():
-    body = _body(UnblockIn)
+    body = json_object(UnblockIn, "invalid_request")
     done = unblock(body.source)
     return json_response(
         {"source": body.source, "unblocked": done, "blocks": protection()["blocks"]}
@@ -273,17 +270,3 @@ def _subscriber(raw: dict[str, Any]) -> dict[str, Any]:
         "phases": list(raw.get("phases") or []),
         "lag": int(raw.get("lag") or 0),
     }
-
-
-def _body(model: type[UnblockIn]) -> UnblockIn:
-    """The JSON object body validated by `model` (the view takes application/json only)."""
-    try:
-        data = orjson.loads(request.get_data(cache=False) or b"null")
-    except orjson.JSONDecodeError:
-        raise BadRequest("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise Invalid("invalid_request", "the body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(*explain(exc, "invalid_request")) from None

@@ -1,15 +1,23 @@
-"""Reading a request's query and headers: stream filters, the resume point, numbers and times.
-Each refuses what it cannot read with a 400 that says what was expected."""
+"""Reading a request's query, headers and JSON body: stream filters, the resume point, numbers,
+times, and a body checked by a pydantic model. Each refuses what it cannot read with a 4xx that
+says what was expected."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, overload
+from typing import Any, TypeVar, overload
+
+import orjson
+from flask import request
+from pydantic import BaseModel, ValidationError
 
 from ..bus import Filters
 from ..engine.breath import PHASES
-from .errors import BadRequest
+from ..engine.validation import explain
+from .errors import ApiError, BadRequest, Invalid
+
+M = TypeVar("M", bound=BaseModel)
 
 MAX_INT = 2**63 - 1  # SQLite's integers are 64-bit: beyond is a 400, not a failing query
 
@@ -101,3 +109,18 @@ def moment(args: Any, name: str) -> float | None:
     if when.tzinfo is None:
         raise BadRequest("invalid_query", f"{name} needs a time zone (e.g. a trailing Z)")
     return when.timestamp()
+
+
+def json_object(model: type[M], error: str) -> M:
+    """The request's JSON object body validated by `model` (for views that take
+    application/json only); `error` is the 422's code for a body of the wrong shape."""
+    try:
+        data = orjson.loads(request.get_data(cache=False) or b"null")
+    except orjson.JSONDecodeError:
+        raise BadRequest("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Invalid(error, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(*explain(exc, error)) from None
