@@ -155,12 +155,18 @@ def refuse(exc: GlintError) -> Response:
     """The answer to a refusal, counted for the climate when it is one that counts."""
     _count_rejection(exc.status, exc.error)
     response = json_response(exc.to_dict(), exc.status)
-    if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="spiral"'
-    retry_after = exc.retry_after
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
+    response.headers.extend(refusal_headers(exc))
     return response
+
+
+def refusal_headers(exc: GlintError) -> list[tuple[str, str]]:
+    """The headers a refusal carries beside its body: how to authenticate, when to try again."""
+    headers = []
+    if exc.status == 401:
+        headers.append(("WWW-Authenticate", 'Bearer realm="spiral"'))
+    if exc.retry_after is not None:
+        headers.append(("Retry-After", str(exc.retry_after)))
+    return headers
 
 
 def error(status: int, code: str, message: str) -> Response:

@@ -43,7 +43,7 @@ from .auth.guard import cross_origin_refusal, roles_checked
 from .auth.identity import bearer_of, role_refusal, verify_token
 from .auth.tokens import Principal
 from .common import is_cross_origin
-from .errors import ApiError, UnsupportedMediaType
+from .errors import ApiError, UnsupportedMediaType, refusal_headers
 from .security import HEADERS, rate_refusal
 
 if TYPE_CHECKING:
@@ -192,12 +192,8 @@ class Ingest:
         status = exc.status
         if 400 <= status < 500 and status != 404 and not self._cross_origin(environ):
             self.hub.breath.record_rejection(source, status, exc.error)
-        headers = []
-        if status == 401:
-            headers.append(("WWW-Authenticate", 'Bearer realm="spiral"'))
-        if exc.retry_after is not None:
-            headers.append(("Retry-After", str(exc.retry_after)))
-        return self._answer(start_response, status, orjson.dumps(exc.to_dict()), headers, vary)
+        body = orjson.dumps(exc.to_dict())
+        return self._answer(start_response, status, body, refusal_headers(exc), vary)
 
     def _answer(
         self,
