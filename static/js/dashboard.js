@@ -54,7 +54,7 @@
     if (out.textContent !== text) out.textContent = text;
     // Without a connection the count goes on from the phase end we know, marked as such.
     const offline = $("countdown-offline");
-    const down = conn.state === "reconnecting" || conn.state === "closed";
+    const down = conn.state === "reconnecting";
     if (offline && offline.hidden === down) offline.hidden = !down;
     // Read by the progress arc (.js-breath in spiral.css), and by the head when animations are
     // off (prefers-reduced-motion).
