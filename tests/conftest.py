@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from spiral_web import create_app
@@ -25,6 +27,24 @@ def app(tmp_path):
     )
     yield app
     app.extensions["spiral"].close()
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """create_app with a mapping; every app made is closed after the test."""
+    made = []
+
+    def make(**config: Any):
+        config.setdefault("data_dir", str(tmp_path / f"data{len(made)}"))
+        config.setdefault("fake_clock", True)
+        config.setdefault("start_ticker", False)
+        app = create_app(config)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["spiral"].close()
 
 
 @pytest.fixture

@@ -8,50 +8,17 @@ import re
 
 import pytest
 
-from spiral_web import create_app
-
+from ..security.conftest import ADMIN, bearer, csrf_of
 from ..support import answer_status, emit, post_glint
 
-ADMIN = "admin-secret-0123456789abcdef"
 SENSOR = "sensor-secret-0123456789abcdef"
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 HTMX = {**HTML, "HX-Request": "true"}
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**settings):
-        app = create_app(
-            {
-                "data_dir": str(tmp_path / f"data{len(apps)}"),
-                "fake_clock": True,
-                "start_ticker": False,
-                **settings,
-            }
-        )
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["spiral"].close()
-
-
-@pytest.fixture
 def guarded(make_app):
     return make_app(admin_token=ADMIN, publish_tokens={"garden-sensor": SENSOR})
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def csrf(client, path: str = "/") -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
-    assert found
-    return found.group(1)
 
 
 def block_the_sensor(app) -> None:
@@ -139,7 +106,7 @@ def test_refusals_say_who_and_why(guarded):
 def test_the_dashboards_own_refusals_carry_status_and_reason(make_app):
     app = make_app()
     client = app.test_client()
-    token = csrf(client)
+    token = csrf_of(client, "/")
     resp = client.post(
         "/dashboard/emit", data={"module": "Not A Module", "csrf_token": token}, headers=HTMX
     )
@@ -288,7 +255,7 @@ def test_dashboard_urls_answer_html_error_pages_and_the_api_stays_json(make_app)
 def test_a_too_large_form_answers_a_line_for_the_forms_status(make_app):
     app = make_app()
     client = app.test_client()
-    token = csrf(client)
+    token = csrf_of(client, "/")
     resp = client.post(
         "/dashboard/emit",
         data={"module": "big.one", "context": '{"a": "' + "x" * 20_000 + '"}', "csrf_token": token},
@@ -315,7 +282,9 @@ def test_a_glint_is_published_again_as_a_new_one(make_app):
     assert "it&#39;\\&#39;&#39;s steady" in detail  # the quote closed, escaped, reopened
     assert f"http://localhost/?glint={old['id']}" in detail
     resp = client.post(
-        f"/dashboard/glints/{old['id']}/republish", data={"csrf_token": csrf(client)}, headers=HTMX
+        f"/dashboard/glints/{old['id']}/republish",
+        data={"csrf_token": csrf_of(client, "/")},
+        headers=HTMX,
     )
     assert resp.status_code == 200 and "Published again as glint #2" in resp.text
     glints = client.get("/api/glints").get_json()["glints"]
@@ -324,6 +293,8 @@ def test_a_glint_is_published_again_as_a_new_one(make_app):
     ] * 2
     assert glints[0]["id"] != glints[1]["id"]
     gone = client.post(
-        "/dashboard/glints/none-such/republish", data={"csrf_token": csrf(client)}, headers=HTMX
+        "/dashboard/glints/none-such/republish",
+        data={"csrf_token": csrf_of(client, "/")},
+        headers=HTMX,
     )
     assert gone.status_code == 404

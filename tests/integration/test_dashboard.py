@@ -7,8 +7,6 @@ import re
 
 import pytest
 
-from spiral_web import create_app
-
 from ..sse import SSEReader
 from ..support import answer_status, emit
 
@@ -18,18 +16,9 @@ HOSTILE_CONTEXT = {"note": SCRIPT, IMG: "key", "nested": [{"quote": "\"'&</pre>"
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(make_app):
     """As conftest's app, with a short heartbeat so the stream reader never blocks for long."""
-    app = create_app(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "fake_clock": True,
-            "start_ticker": False,
-            "heartbeat_seconds": 0.1,
-        }
-    )
-    yield app
-    app.extensions["spiral"].close()
+    return make_app(heartbeat_seconds=0.1)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from spiral_web import create_app
 from spiral_web.bus.memory import MemoryHub
 from spiral_web.web.dashboard.stream import Ticked
 
@@ -18,17 +17,8 @@ from ..support import emit
 
 
 @pytest.fixture
-def app(tmp_path):
-    app = create_app(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "fake_clock": True,
-            "start_ticker": False,
-            "heartbeat_seconds": 0.1,
-        }
-    )
-    yield app
-    app.extensions["spiral"].close()
+def app(make_app):
+    return make_app(heartbeat_seconds=0.1)
 
 
 def rows(data: str) -> list[int]:

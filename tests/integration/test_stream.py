@@ -16,18 +16,9 @@ HEARTBEAT = 0.1
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(make_app):
     """As conftest's app, with a short heartbeat so a reader never blocks for long."""
-    app = create_app(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "fake_clock": True,
-            "start_ticker": False,
-            "heartbeat_seconds": HEARTBEAT,
-        }
-    )
-    yield app
-    app.extensions["spiral"].close()
+    return make_app(heartbeat_seconds=HEARTBEAT)
 
 
 @pytest.fixture

@@ -32,24 +32,6 @@ def guarded_config(tmp_path, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    """create_app with a mapping; every app made is closed after the test."""
-    made = []
-
-    def make(**config: Any):
-        config.setdefault("data_dir", str(tmp_path / f"data{len(made)}"))
-        config.setdefault("fake_clock", True)
-        config.setdefault("start_ticker", False)
-        app = create_app(config)
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.extensions["spiral"].close()
-
-
-@pytest.fixture
 def guarded(tmp_path):
     app = create_app(guarded_config(tmp_path))
     yield app
