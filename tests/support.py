@@ -163,3 +163,19 @@ def answer_status(resp) -> int:
     """The status a dashboard form's panel answers with: htmx gets an expected refusal as 200 with
     the real status in X-Spiral-Status (a browser logs every 4xx fetch as a console error)."""
     return int(resp.headers.get("X-Spiral-Status", resp.status_code))
+
+
+def listeners(to: str | ServerProcess) -> int:
+    """The hub's listener count, as a running server (or its base URL) reports it."""
+    url = to if isinstance(to, str) else to.url
+    return requests.get(url + "/api/stats", timeout=5).json()["listeners"]
+
+
+def wait_for(condition: Any, timeout: float = 5.0, step: float = 0.05) -> bool:
+    """Whether `condition()` came true within `timeout` seconds, asked every `step`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()

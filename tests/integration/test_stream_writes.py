@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.sse import SSEReader, StreamTap, glint_frames, seqs, split_frames
-from tests.support import ServerProcess, emit
+from tests.support import ServerProcess, emit, listeners, wait_for
 
 SHARE = 4  # streams one client may hold
 
@@ -28,19 +28,6 @@ def server(tmp_path_factory):
     proc = ServerProcess(folder / "server", env=env).start()
     yield proc
     proc.stop()
-
-
-def listeners(server: ServerProcess) -> int:
-    return requests.get(server.url + "/api/stats", timeout=5).json()["listeners"]
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def emit_many(url: str, n: int, threads: int = 4) -> list[int]:

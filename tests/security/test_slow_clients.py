@@ -19,7 +19,7 @@ import requests
 import websocket
 
 from tests.sse import StreamTap
-from tests.support import ServerProcess, emit
+from tests.support import ServerProcess, emit, listeners, wait_for
 
 from .figures import record
 
@@ -66,19 +66,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def listeners(server: ServerProcess) -> int:
-    return requests.get(server.url + "/api/stats", timeout=5).json()["listeners"]
-
-
-def wait_for(predicate, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def stalled_sse(port: int, path: str) -> socket.socket:

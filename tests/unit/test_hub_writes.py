@@ -15,20 +15,12 @@ import pytest
 
 from spiral_web.bus import Filters, MemoryHub, SubscriberDropped, frames
 from spiral_web.bus.memory import BLOCKED, GONE, PARTIAL, SENT
+from tests.support import wait_for
 
 
 def glint(hub: MemoryHub, seq: int, module: str = "a.b"):
     data = orjson.dumps({"seq": seq, "module": module})
     return hub.publish("glint_emission", data=data, seq=seq, module=module, phase="inhale")
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 class Socket:
