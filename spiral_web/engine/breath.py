@@ -86,10 +86,17 @@ class BreathEngine:
 
     # -- signals -------------------------------------------------------------------------------
     def record_ingest(self, source: str, n: int = 1) -> None:
+        self.record_ingests({source: n})
+
+    def record_ingests(self, by_source: dict[str, int]) -> None:
+        """Glints stored just now, counted by source (a commit's batch at once)."""
+        if not by_source:
+            return
         now = self.clock.now()
         with self._lock:
-            self._ingest.add(now, n)
-            self._climate.record(source, True, now, n)
+            for source, n in by_source.items():
+                self._ingest.add(now, n)
+                self._climate.record(source, True, now, n)
 
     def record_rejection(self, source: str, status: int = 0, reason: str = "") -> None:
         """A refused request (bad input, bad credentials, throttled…) from `source`: it feeds the

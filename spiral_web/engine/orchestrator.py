@@ -1,8 +1,11 @@
 """The glint orchestrator: the one path every glint takes, from any entry point.
 
 validate (by the caller, via GlintIn) → stamp with the breath → store (committed) → count → publish.
-Writes are group-committed: concurrent callers queue, one of them commits the whole queue in one
-transaction and publishes it in seq order, then every caller gets its own answer.
+Writes are group-committed: concurrent callers queue, one of them stamps the whole queue with one
+reading of the breath, commits it in one transaction and publishes it in seq order, then every
+caller gets its own answer (each glint keeps the time it arrived). Work done for the whole batch
+in one loop is the cheapest there is: in a worker that also parses requests, the same steps done
+apart in each caller's greenlet cost two to three times as much (measured: BENCHMARKS.md, ingest).
 
 Before a seq is published the seq mark (ports.SeqMark) hears of it; at start-up, and about once a
 second before writing, the record is fenced against the mark, so that a record restored from a
@@ -68,10 +71,15 @@ class EmitResult:
 
 
 class _Pending:
-    __slots__ = ("draft", "result", "event")
+    """A glint waiting for a commit: what was sent and by whom; the committer stamps it."""
 
-    def __init__(self, draft: GlintDraft) -> None:
-        self.draft = draft
+    __slots__ = ("data", "source", "at", "state", "result", "event")
+
+    def __init__(self, data: GlintIn, source: str, at: float) -> None:
+        self.data = data
+        self.source = source
+        self.at = at  # received (its `received_at`)
+        self.state: BreathState | None = None  # the breath it was stamped with
         self.result: Decision | BaseException | None = None  # set once: answered
         self.event = threading.Event()  # set when a commit (anyone's) answered this glint
 
@@ -169,19 +177,7 @@ class Orchestrator:
             refusal = self.breath.refusal(source)
             if refusal is not None:
                 raise Refused(refusal)
-        state = self.breath.state()
-        now = state.now
-        pending = _Pending(
-            GlintDraft.stamp(
-                data.id or new_glint_id(),
-                data,
-                data.phase or state.phase,
-                iso(now),
-                now,
-                state.stamp(),
-                source,
-            )
-        )
+        pending = _Pending(data, source, self.breath.clock.now())
         self._queue.append(pending)
         self._settle(pending)
         decision = pending.result
@@ -194,14 +190,14 @@ class Orchestrator:
             raise decision.error
         glint = decision.glint
         assert glint is not None
-        if not decision.duplicate:
-            self.breath.record_ingest(source)
-            if not from_ritual:
-                for observer in self._observers:
-                    try:  # after the commit and outside the lock; never fails the glint
-                        observer(glint, state)
-                    except Exception:
-                        log.exception("ritual evaluation failed for glint %s", glint.id)
+        if not decision.duplicate and not from_ritual:
+            state = pending.state
+            assert state is not None
+            for observer in self._observers:
+                try:  # after the commit and outside the lock; never fails the glint
+                    observer(glint, state)
+                except Exception:
+                    log.exception("ritual evaluation failed for glint %s", glint.id)
         return EmitResult(glint, decision.duplicate, self.hub.listeners)
 
     def _settle(self, pending: _Pending) -> None:
@@ -259,7 +255,7 @@ class Orchestrator:
         try:
             if time.monotonic() >= self._next_fence:
                 self.fence()
-            decisions = self._store([p.draft for p in batch])
+            decisions = self._store(self._stamp(batch))
         except BaseException as exc:  # the record failed: nobody in the batch is acknowledged
             self.stream_sync = False
             for p in batch:
@@ -274,9 +270,11 @@ class Orchestrator:
         )
         if top > self.last_published_seq:
             self._note(top)
+        stored: dict[str, int] = {}  # glints stored, by source: the breath counts them at once
         for p, decision in zip(batch, decisions, strict=True):
             g = decision.glint
             if g is not None and not decision.duplicate and decision.error is None:
+                stored[g.source] = stored.get(g.source, 0) + 1
                 if self.count_on_commit:
                     self.stats.count(g.module, g.phase)
                 self.hub.publish(
@@ -285,7 +283,30 @@ class Orchestrator:
                 self.last_published_seq = g.seq
             p.result = decision
             p.event.set()
+        self.breath.record_ingests(stored)
         self.stream_sync = True
+
+    def _stamp(self, batch: list[_Pending]) -> list[GlintDraft]:
+        """Stamp a batch with one reading of the breath (the phase, unless the publisher named
+        one, and the breath's state as it is stored), each glint with the time it arrived."""
+        state = self.breath.state()
+        breath = state.stamp()
+        drafts = []
+        for p in batch:
+            data = p.data
+            p.state = state
+            drafts.append(
+                GlintDraft.stamp(
+                    data.id or new_glint_id(),
+                    data,
+                    data.phase or state.phase,
+                    iso(p.at),
+                    p.at,
+                    breath,
+                    p.source,
+                )
+            )
+        return drafts
 
     def _store(self, drafts: list[GlintDraft]) -> list[Decision]:
         """Decide the batch against the record and store what is new, in one transaction."""

@@ -159,9 +159,10 @@ class Gate:
             return b""
         elif length > self.max_body:
             return None  # refused (413) without reading it
-        timeout = _deadline(self.body_timeout)
-        body = bytearray()
         stream = environ["wsgi.input"]
+        buffered = not chunked and _buffered(stream, length)
+        timeout = None if buffered else _deadline(self.body_timeout)
+        body = bytearray()
         try:
             if timeout is not None:
                 timeout.start()
@@ -187,6 +188,16 @@ class Gate:
             environ["CONTENT_LENGTH"] = str(len(whole))
             environ["wsgi.input_terminated"] = True
         return whole
+
+
+def _buffered(stream: Any, length: int) -> bool:
+    """Whether gunicorn already holds the whole body (`length` bytes, not chunked) in memory: a
+    small body usually comes in the same packet as the headers, and gunicorn reads it with them.
+    Reading it then cannot wait for the client, and needs no deadline (a gevent timer each:
+    measurable on the ingest path). Anything else (another server, a body still on its way)
+    answers False."""
+    buf = getattr(getattr(getattr(stream, "reader", None), "unreader", None), "buf", None)
+    return isinstance(buf, io.BytesIO) and buf.seek(0, io.SEEK_END) >= length
 
 
 def _deadline(seconds: float) -> Any:
