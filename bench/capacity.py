@@ -92,9 +92,9 @@ P99_BOUND_MS = 50.0  # a rate is held with zero loss and delivery p99 within the
 def why_not_held(r: dict[str, Any], subs: int, expected: float, complete: bool) -> str:
     """Why a step of ssefan did not hold its rate ("" when it did); `complete`: every glint
     acknowledged and delivered to every subscriber once, in order."""
-    if not complete:
+    if not complete:  # by the end of the drain: unanswered POSTs and backlogs count here too
         return (
-            f"loss: {r['post_ok']}/{r['posted']} acked, {r['subs_with_all']}/{subs} got all, "
+            f"incomplete: {r['post_ok']}/{r['posted']} acked, {r['subs_with_all']}/{subs} got all, "
             f"dup {r['dups']}, disorder {r['disorder']}, restarts {r['worker_restarts']}"
         )
     if r.get("listeners") != subs:
