@@ -27,7 +27,7 @@ import orjson
 
 from .batch import Decision, plan_batch
 from .breath import BreathEngine, BreathState, Refusal, iso
-from .glints import Glint, GlintDraft, GlintError, GlintIn, new_glint_id
+from .glints import Glint, GlintDraft, GlintError, GlintIn, new_glint_id, parse_glint
 from .ports import Epoch, Hub, IdTaken, Record, RecordUnavailable, RunDraft, SeqMark
 from .stats import Stats
 
@@ -75,8 +75,8 @@ class _Pending:
 
     __slots__ = ("data", "source", "at", "state", "result", "event")
 
-    def __init__(self, data: GlintIn, source: str, at: float) -> None:
-        self.data = data
+    def __init__(self, data: GlintIn | bytes, source: str, at: float) -> None:
+        self.data = data  # validated, or the JSON body the committer validates
         self.source = source
         self.at = at  # received (its `received_at`)
         self.state: BreathState | None = None  # the breath it was stamped with
@@ -170,8 +170,10 @@ class Orchestrator:
         self._observers.append(glint)
         self._breath_observers.append(breath)
 
-    def emit(self, data: GlintIn, source: str = "local") -> EmitResult:
-        """Store and broadcast one glint; raises GlintError when it cannot be accepted."""
+    def emit(self, data: GlintIn | bytes, source: str = "local") -> EmitResult:
+        """Store and broadcast one glint, validated or its JSON body (validated with the rest of
+        its batch); raises GlintError when it cannot be accepted (a source refused, before its
+        body is read)."""
         from_ritual = source.startswith(RITUAL_SOURCE)
         if not from_ritual:
             refusal = self.breath.refusal(source)
@@ -255,12 +257,14 @@ class Orchestrator:
         try:
             if time.monotonic() >= self._next_fence:
                 self.fence()
-            decisions = self._store(self._stamp(batch))
+            stamped, drafts = self._stamp(batch)
+            decisions = self._store(drafts) if drafts else []
         except BaseException as exc:  # the record failed: nobody in the batch is acknowledged
             self.stream_sync = False
             for p in batch:
-                p.result = exc
-                p.event.set()
+                if p.result is None:  # not a body refused already
+                    p.result = exc
+                    p.event.set()
             if not isinstance(exc, Exception):
                 raise
             return
@@ -271,7 +275,7 @@ class Orchestrator:
         if top > self.last_published_seq:
             self._note(top)
         stored: dict[str, int] = {}  # glints stored, by source: the breath counts them at once
-        for p, decision in zip(batch, decisions, strict=True):
+        for p, decision in zip(stamped, decisions, strict=True):
             g = decision.glint
             if g is not None and not decision.duplicate and decision.error is None:
                 stored[g.source] = stored.get(g.source, 0) + 1
@@ -286,27 +290,36 @@ class Orchestrator:
         self.breath.record_ingests(stored)
         self.stream_sync = True
 
-    def _stamp(self, batch: list[_Pending]) -> list[GlintDraft]:
-        """Stamp a batch with one reading of the breath (the phase, unless the publisher named
-        one, and the breath's state as it is stored), each glint with the time it arrived."""
+    def _stamp(self, batch: list[_Pending]) -> tuple[list[_Pending], list[GlintDraft]]:
+        """Validate the bodies of a batch and stamp it with one reading of the breath (the
+        phase, unless the publisher named one, and the breath's state as it is stored), each
+        glint with the time it arrived: the glints stamped, and their drafts. A body that is not
+        a valid glint is answered here, with its GlintError."""
         state = self.breath.state()
         breath = state.stamp()
-        drafts = []
+        stamped, drafts = [], []
         for p in batch:
             data = p.data
+            if not isinstance(data, GlintIn):
+                try:
+                    data = parse_glint(data)
+                except GlintError as exc:
+                    p.result = exc
+                    p.event.set()
+                    continue
             p.state = state
-            drafts.append(
-                GlintDraft.stamp(
-                    data.id or new_glint_id(),
-                    data,
-                    data.phase or state.phase,
-                    iso(p.at),
-                    p.at,
-                    breath,
-                    p.source,
-                )
+            draft = GlintDraft.stamp(
+                data.id or new_glint_id(),
+                data,
+                data.phase or state.phase,
+                iso(p.at),
+                p.at,
+                breath,
+                p.source,
             )
-        return drafts
+            stamped.append(p)
+            drafts.append(draft)
+        return stamped, drafts
 
     def _store(self, drafts: list[GlintDraft]) -> list[Decision]:
         """Decide the batch against the record and store what is new, in one transaction."""

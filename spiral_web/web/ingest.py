@@ -35,7 +35,7 @@ from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wsgi import get_host
 
-from ..engine.glints import GlintError, parse_glint
+from ..engine.glints import GlintError
 from ..engine.orchestrator import Unavailable as RecordDown
 from ..engine.ports import RecordUnavailable
 from .access import ATTRIBUTE, Access
@@ -61,7 +61,7 @@ def publish(hub: Spiral, body: bytes, source: str) -> tuple[int, bytes]:
     """Validate the body, store and broadcast the glint: (201, or 200 for a repeat; the JSON
     answer). Raises GlintError (400, 409, 422, 429, 503). The Flask view and the handler both
     publish through this."""
-    result = hub.orchestrator.emit(parse_glint(body), source)
+    result = hub.orchestrator.emit(body, source)  # validated with the rest of its batch
     return (200 if result.duplicate else 201), orjson.dumps(result.answer())
 
 
