@@ -11,10 +11,10 @@ which answers exactly as the Flask view does, through the same functions:
   source's rate (security.py: rate_refusal), JSON only (415), the body size (413);
 - the glint: `publish` below, which the Flask view calls too (validation, the orchestrator, the
   answer);
-- the answer: the same JSON bodies, statuses and headers (the security headers, `X-Spiral-Worker`,
-  `WWW-Authenticate`, `Retry-After`, and `Vary: Cookie` when the guard would have looked at the
-  session), and every refusal counted for the climate with its status and reason, as
-  web/errors.py counts Flask's.
+- the answer: the same JSON bodies, statuses and headers (a JSON answer's security headers,
+  `X-Spiral-Worker`, `WWW-Authenticate`, `Retry-After`, and `Vary: Cookie` when the guard would
+  have looked at the session), and every refusal counted for the climate with its status and
+  reason, as web/errors.py counts Flask's.
 
 tests/integration/test_ingest.py posts the same requests to both and compares the answers.
 
@@ -44,7 +44,7 @@ from .auth.identity import bearer_of, role_refusal, verify_token
 from .auth.tokens import Principal
 from .common import is_cross_origin
 from .errors import ApiError, UnsupportedMediaType, refusal_headers
-from .security import HEADERS, rate_refusal
+from .security import API_HEADERS, rate_refusal
 
 if TYPE_CHECKING:
     from ..services import Spiral
@@ -98,7 +98,7 @@ class Ingest:
         self.roles = roles_checked(access)
         self.rate_limited = access.rate_limited
         self.enabled = True
-        self._headers = list(HEADERS.items())
+        self._headers = list(API_HEADERS.items())
         self._worker = [("X-Spiral-Worker", str(os.getpid()))]
         os.register_at_fork(after_in_child=self._forked)
 
