@@ -350,6 +350,10 @@ async def ingest(opts: Options) -> list[Row]:
             f"vs bare WSGI ×{spread(_ratios(spiral, wsgi, 'rate'), '{:.2f}')}"
         )
         durable = all(r["stored"] >= r["post_ok"] and r["post_errors"] == 0 for r in runs)
+        if v.postgres:  # issue 11 asks for SQLite's target, and for PostgreSQL's ratio reported
+            target = "the ratio to bare Flask, reported; every ack stored"
+            rows.append(Row("ingest", setup, text, target, _met(durable)))
+            continue
         ok = durable and median(ratio) >= 1.0
         rows.append(Row("ingest", setup, text, "≥ 1.0× bare Flask; every ack stored", _met(ok)))
     rows[-1].extra = _keep(res)
