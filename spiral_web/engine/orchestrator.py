@@ -1,6 +1,7 @@
 """The glint orchestrator: the one path every glint takes, from any entry point.
 
-validate (by the caller, via GlintIn) → stamp with the breath → store (committed) → count → publish.
+validate (GlintIn: by the caller, or by the committer for a JSON body) → stamp with the breath →
+store (committed) → count → publish.
 Writes are group-committed: concurrent callers queue, one of them stamps the whole queue with one
 reading of the breath, commits it in one transaction and publishes it in seq order, then every
 caller gets its own answer (each glint keeps the time it arrived). Work done for the whole batch

@@ -68,3 +68,16 @@ def test_a_body_that_is_not_a_glint_is_refused_alone_and_its_batch_is_stored(mak
     assert all(g["received_at"] == iso(T0) for g in stored)
     assert parts.breath.ingest_rate(10) * 10 == 3
     assert orchestrator.statistics()["total"] == 3
+
+
+def test_a_blocked_source_is_refused_before_its_body_is_read(make):
+    parts = make(ONLY_CUSTOM)
+    parts.breath.block(["10.0.0.9"], 60, "too many rejected requests")
+    answers = []
+    for body in (b'{"module": "a.fine"}', b'{"module": ', b"not json at all"):
+        try:
+            parts.orchestrator.emit(body, "10.0.0.9")
+        except GlintError as exc:
+            answers.append((exc.status, exc.error, exc.retry_after))
+    assert answers == [(429, "source_blocked", 60)] * 3  # never a 400 that tells it more
+    assert parts.orchestrator.emit(b'{"module": "a.fine"}', "10.0.0.1").glint.seq == 1
